@@ -1,0 +1,376 @@
+//! gatewayd configuration: one TOML file on the data partition.
+//!
+//! Every field has a default, so an absent file (or an absent section) yields a
+//! working router. A file that does not parse is reported with its line and
+//! column, and the daemon carries on with the defaults: a typo must never leave
+//! the LAN without DHCP.
+
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub system: System,
+    pub lan: Lan,
+    pub wan: Wan,
+    pub dhcp: Dhcp,
+    pub dns: Dns,
+    pub nat: Nat,
+    pub ui: Ui,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct System {
+    pub hostname: String,
+    /// DNS domain for LAN names (`<host>.<domain>`).
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lan {
+    pub interface: String,
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wan {
+    pub interface: String,
+    /// Only "dhcp" for now; static addressing arrives with the network-config work.
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dhcp {
+    pub enabled: bool,
+    pub range_start: Ipv4Addr,
+    pub range_end: Ipv4Addr,
+    pub lease_secs: u32,
+    /// Upper bound on stored leases; the oldest expired ones go first.
+    pub max_leases: usize,
+    pub static_leases: Vec<StaticLease>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticLease {
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dns {
+    pub enabled: bool,
+    /// Upstream resolvers. Empty means "use what WAN DHCP hands out".
+    pub upstreams: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nat {
+    pub enabled: bool,
+    pub queue_num: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ui {
+    pub port: u16,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        Self {
+            hostname: "gatehouse".into(),
+            domain: "lan".into(),
+        }
+    }
+}
+
+impl Default for Lan {
+    fn default() -> Self {
+        Self {
+            interface: "br-lan".into(),
+            address: Ipv4Addr::new(192, 168, 1, 1),
+            prefix_len: 24,
+        }
+    }
+}
+
+impl Default for Wan {
+    fn default() -> Self {
+        Self {
+            interface: "wan".into(),
+            mode: "dhcp".into(),
+        }
+    }
+}
+
+impl Default for Dhcp {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            range_start: Ipv4Addr::new(192, 168, 1, 100),
+            range_end: Ipv4Addr::new(192, 168, 1, 249),
+            lease_secs: 12 * 3600,
+            max_leases: 4096,
+            static_leases: Vec::new(),
+        }
+    }
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+impl Default for Nat {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue_num: 0,
+        }
+    }
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Self { port: 80 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            system: System::default(),
+            lan: Lan::default(),
+            wan: Wan::default(),
+            dhcp: Dhcp::default(),
+            dns: Dns::default(),
+            nat: Nat::default(),
+            ui: Ui::default(),
+        }
+    }
+}
+
+impl Lan {
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(prefix_mask(self.prefix_len))
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let m = prefix_mask(self.prefix_len);
+        u32::from(ip) & m == u32::from(self.address) & m
+    }
+}
+
+pub fn prefix_mask(len: u8) -> u32 {
+    match len {
+        0 => 0,
+        l if l >= 32 => u32::MAX,
+        l => u32::MAX << (32 - l),
+    }
+}
+
+/// A configuration problem, with the position in the file where known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.message),
+            _ => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// Parses and validates configuration text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let cfg: Config = toml::from_str(text).map_err(|e| {
+        let (line, column) = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ConfigError {
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })?;
+    validate(&cfg).map_err(|message| ConfigError {
+        line: None,
+        column: None,
+        message,
+    })?;
+    Ok(cfg)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+fn validate(cfg: &Config) -> Result<(), String> {
+    let lan = &cfg.lan;
+    if !(8..=30).contains(&lan.prefix_len) {
+        return Err(format!("lan.prefix_len {} must be 8..=30", lan.prefix_len));
+    }
+    let d = &cfg.dhcp;
+    if u32::from(d.range_start) > u32::from(d.range_end) {
+        return Err("dhcp.range_start is after dhcp.range_end".into());
+    }
+    for (name, ip) in [("range_start", d.range_start), ("range_end", d.range_end)] {
+        if !lan.contains(ip) {
+            return Err(format!("dhcp.{name} {ip} is outside the LAN subnet"));
+        }
+    }
+    if (u32::from(d.range_start)..=u32::from(d.range_end)).contains(&u32::from(lan.address)) {
+        return Err("the DHCP range contains the router's own LAN address".into());
+    }
+    if d.lease_secs < 120 {
+        return Err("dhcp.lease_secs must be at least 120".into());
+    }
+    for s in &d.static_leases {
+        if !lan.contains(s.ip) {
+            return Err(format!("static lease {} is outside the LAN subnet", s.ip));
+        }
+        if parse_mac(&s.mac).is_none() {
+            return Err(format!(
+                "static lease MAC {:?} is not aa:bb:cc:dd:ee:ff",
+                s.mac
+            ));
+        }
+    }
+    if cfg.wan.mode != "dhcp" {
+        return Err(format!(
+            "wan.mode {:?} is not supported (use \"dhcp\")",
+            cfg.wan.mode
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// What loading the file produced: the config in force, and the problem if the
+/// file was rejected.
+pub struct Loaded {
+    pub config: Config,
+    pub error: Option<String>,
+}
+
+/// Loads `path`. Absent file: defaults, no error. Bad file: defaults plus the error.
+pub fn load(path: &Path) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match parse(&text) {
+            Ok(config) => Loaded {
+                config,
+                error: None,
+            },
+            Err(e) => Loaded {
+                config: Config::default(),
+                error: Some(format!("{}: {e}", path.display())),
+            },
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Loaded {
+            config: Config::default(),
+            error: None,
+        },
+        Err(e) => Loaded {
+            config: Config::default(),
+            error: Some(format!("{}: {e}", path.display())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn partial_sections_keep_defaults() {
+        let c = parse("[system]\nhostname = \"box\"\n[dhcp]\nlease_secs = 600\n").unwrap();
+        assert_eq!(c.system.hostname, "box");
+        assert_eq!(c.dhcp.lease_secs, 600);
+        assert_eq!(c.dhcp.range_start, Ipv4Addr::new(192, 168, 1, 100));
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = parse("[system]\nhostname = \"box\"\n[dhcp\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = parse("[lan]\n\naddres = \"10.0.0.1\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("addres"), "{e}");
+    }
+
+    #[test]
+    fn range_outside_subnet_rejected() {
+        let e =
+            parse("[dhcp]\nrange_start = \"10.0.0.5\"\nrange_end = \"10.0.0.9\"\n").unwrap_err();
+        assert!(e.message.contains("outside"), "{e}");
+    }
+
+    #[test]
+    fn load_bad_file_falls_back_to_defaults() {
+        let dir = std::env::temp_dir().join(format!("gh-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("gatehouse.toml");
+        std::fs::write(&p, "[ui]\nport = \"eighty\"\n").unwrap();
+        let l = load(&p);
+        assert_eq!(l.config, Config::default());
+        assert!(l.error.unwrap().contains("line 2"));
+        let l = load(&dir.join("absent.toml"));
+        assert!(l.error.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            parse_mac("52:54:00:aa:BB:01"),
+            Some([0x52, 0x54, 0, 0xaa, 0xbb, 1])
+        );
+        assert_eq!(parse_mac("52:54:00:aa:bb"), None);
+        assert_eq!(parse_mac("52:54:00:aa:bb:01:02"), None);
+    }
+}

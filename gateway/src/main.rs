@@ -1,0 +1,146 @@
+//! gatewayd: the LAN-facing services and the NAT datapath of a Gatehouse router.
+
+mod config;
+mod context;
+mod dhcp;
+mod dns;
+mod nat;
+mod wan;
+mod web;
+
+use context::Context;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+struct Args {
+    config: PathBuf,
+    data_dir: PathBuf,
+    run_dir: PathBuf,
+    /// Skip the WAN DHCP client (tests that drive the WAN by hand).
+    no_wan_client: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        config: PathBuf::from("/data/gatehouse.toml"),
+        data_dir: PathBuf::from("/data"),
+        run_dir: PathBuf::from("/run/gatehouse"),
+        no_wan_client: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--config" => a.config = val("--config")?.into(),
+            "--data-dir" => a.data_dir = val("--data-dir")?.into(),
+            "--run-dir" => a.run_dir = val("--run-dir")?.into(),
+            "--no-wan-client" => a.no_wan_client = true,
+            "-h" | "--help" => {
+                println!("usage: gatewayd [--config FILE] [--data-dir DIR] [--run-dir DIR] [--no-wan-client]");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?}"),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gatewayd: {e}");
+            std::process::exit(2);
+        }
+    };
+    let loaded = config::load(&args.config);
+    if let Some(e) = &loaded.error {
+        eprintln!("gatewayd: config rejected, running on built-in defaults: {e}");
+    }
+    for dir in [&args.data_dir, &args.run_dir] {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("gatewayd: cannot create {}: {e}", dir.display());
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(serve(args, loaded));
+}
+
+async fn serve(args: Args, loaded: config::Loaded) {
+    let config = Arc::new(loaded.config);
+    let (wan_tx, wan_rx) = tokio::sync::watch::channel(wan::WanStatus {
+        interface: config.wan.interface.clone(),
+        ..Default::default()
+    });
+    let ctx = Context {
+        config: config.clone(),
+        config_error: loaded.error,
+        data_dir: args.data_dir.clone(),
+        run_dir: args.run_dir.clone(),
+        wan: wan_rx,
+        started: std::time::Instant::now(),
+    };
+
+    let store = match dhcp::lease_store::LeaseStore::open(
+        &args.data_dir.join("dhcp/leases.json"),
+        config.dhcp.max_leases,
+    ) {
+        Ok(s) => Arc::new(Mutex::new(s)),
+        Err(e) => {
+            // Persistence is broken (e.g. data partition missing): keep serving
+            // from memory so the LAN still works, and say so loudly.
+            eprintln!("gatewayd: lease store unavailable, leases will not persist: {e:#}");
+            Arc::new(Mutex::new(
+                dhcp::lease_store::LeaseStore::open(
+                    &args.run_dir.join("leases.json"),
+                    config.dhcp.max_leases,
+                )
+                .expect("lease store in /run"),
+            ))
+        }
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if !args.no_wan_client {
+        tasks.spawn(wan::udhcpc::run(ctx.clone(), wan_tx));
+    } else {
+        // Keep the sender alive so receivers never see a closed channel.
+        tasks.spawn(async move {
+            let _keep = wan_tx;
+            std::future::pending::<anyhow::Result<()>>().await
+        });
+    }
+    if config.dhcp.enabled {
+        tasks.spawn(dhcp::run(ctx.clone(), store.clone()));
+    }
+    if config.dns.enabled {
+        tasks.spawn(dns::run(ctx.clone()));
+    }
+    tasks.spawn(web::run(ctx.clone(), store.clone()));
+    if config.nat.enabled {
+        let nat_ctx = ctx.clone();
+        tasks.spawn(async move {
+            tokio::task::spawn_blocking(move || nat::run(nat_ctx))
+                .await
+                .map_err(|e| anyhow::anyhow!("nat thread: {e}"))?
+        });
+    }
+    eprintln!("gatewayd: started");
+    // Any task ending is fatal: exit non-zero and let the supervisor restart us
+    // with a clean slate rather than run half a router.
+    if let Some(res) = tasks.join_next().await {
+        match res {
+            Ok(Ok(())) => eprintln!("gatewayd: a service stopped unexpectedly"),
+            Ok(Err(e)) => eprintln!("gatewayd: fatal: {e:#}"),
+            Err(e) => eprintln!("gatewayd: task panicked: {e}"),
+        }
+        std::process::exit(1);
+    }
+}
