@@ -1,6 +1,44 @@
-//! Admin page (placeholder).
+//! Admin web server: the status page and its JSON twin, served on the LAN address only.
+//!
+//! Binding to the LAN address keeps the listener off the WAN address; the
+//! firewall's input chain additionally drops anything arriving on the WAN port.
+
+mod status;
+
 use crate::context::Context;
 use crate::dhcp::lease_store::SharedStore;
-pub async fn run(_ctx: Context, _store: SharedStore) -> anyhow::Result<()> {
-    std::future::pending().await
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Context,
+    pub leases: SharedStore,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(status::page))
+        .route("/api/status", get(status::json))
+        .with_state(state)
+}
+
+pub async fn run(ctx: Context, leases: SharedStore) -> anyhow::Result<()> {
+    let addr = SocketAddr::from((ctx.config.lan.address, ctx.config.ui.port));
+    let app = router(AppState { ctx, leases });
+    // The LAN address may not exist yet while init builds the bridge: retry.
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(e) => {
+                eprintln!("web: bind {addr}: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    eprintln!("web: listening on http://{addr}/");
+    axum::serve(listener, app).await?;
+    Ok(())
 }

@@ -1,0 +1,149 @@
+//! The status page: hostname, uptime, WAN, LAN and DHCP leases.
+
+use super::AppState;
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Json, Response};
+
+pub struct LeaseRow {
+    pub hostname: String,
+    pub ip: String,
+    pub mac: String,
+    pub expires_in: String,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+pub struct StatusPage {
+    pub hostname: String,
+    pub uptime: String,
+    pub config_error: Option<String>,
+    pub wan_interface: String,
+    pub wan_address: String,
+    pub lan_interface: String,
+    pub lan_address: String,
+    pub leases: Vec<LeaseRow>,
+}
+
+#[derive(serde::Serialize)]
+pub struct StatusJson {
+    pub hostname: String,
+    pub uptime_secs: u64,
+    pub config_error: Option<String>,
+    pub wan: crate::wan::WanStatus,
+    pub lan_address: String,
+    pub leases: Vec<crate::dhcp::lease_store::Lease>,
+}
+
+pub fn format_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h {m}m")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m {s}s")
+    }
+}
+
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn collect(state: &AppState) -> StatusJson {
+    let cfg = &state.ctx.config;
+    let leases = state
+        .leases
+        .lock()
+        .map(|s| s.snapshot())
+        .unwrap_or_default();
+    StatusJson {
+        hostname: cfg.system.hostname.clone(),
+        uptime_secs: sysinfo::System::uptime(),
+        config_error: state.ctx.config_error.clone(),
+        wan: state.ctx.wan.borrow().clone(),
+        lan_address: format!("{}/{}", cfg.lan.address, cfg.lan.prefix_len),
+        leases,
+    }
+}
+
+pub async fn page(State(state): State<AppState>) -> Response {
+    let s = collect(&state);
+    let now = now_unix();
+    let page = StatusPage {
+        hostname: s.hostname,
+        uptime: format_duration(s.uptime_secs),
+        config_error: s.config_error,
+        wan_interface: s.wan.interface.clone(),
+        wan_address: match s.wan.address {
+            Some(a) => format!("{a}/{}", s.wan.prefix_len),
+            None => "no address".into(),
+        },
+        lan_interface: state.ctx.config.lan.interface.clone(),
+        lan_address: s.lan_address,
+        leases: s
+            .leases
+            .iter()
+            .map(|l| LeaseRow {
+                hostname: l.hostname.clone().unwrap_or_default(),
+                ip: l.ip.to_string(),
+                mac: format_mac(&l.mac),
+                expires_in: format_duration(l.expires.saturating_sub(now)),
+            })
+            .collect(),
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
+    }
+}
+
+pub async fn json(State(state): State<AppState>) -> Json<StatusJson> {
+    Json(collect(&state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(59), "0m 59s");
+        assert_eq!(format_duration(3 * 3600 + 120), "3h 2m");
+        assert_eq!(format_duration(2 * 86400 + 3600), "2d 1h 0m");
+    }
+
+    #[test]
+    fn hostile_hostname_is_escaped() {
+        let page = StatusPage {
+            hostname: "gw".into(),
+            uptime: "1m".into(),
+            config_error: None,
+            wan_interface: "wan".into(),
+            wan_address: "no address".into(),
+            lan_interface: "br-lan".into(),
+            lan_address: "192.168.1.1/24".into(),
+            leases: vec![LeaseRow {
+                hostname: "<script>alert(1)</script>".into(),
+                ip: "192.168.1.100".into(),
+                mac: format_mac(&[0x52, 0x54, 0, 0, 0, 1]),
+                expires_in: "1h".into(),
+            }],
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert(1)"));
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
+        assert!(html.contains("52:54:00:00:00:01"));
+    }
+}

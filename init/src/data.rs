@@ -1,0 +1,146 @@
+//! The data partition: found by GPT partition name, checked, created on first
+//! boot, mounted at /data. If it cannot be had, /data is a tmpfs so the router
+//! still routes; the console says that nothing will persist.
+
+use crate::log;
+use crate::mounts::mount_one;
+use nix::mount::MsFlags;
+use std::process::Command;
+
+pub const PARTNAME: &str = "data";
+pub const MOUNTPOINT: &str = "/data";
+
+/// Finds `/dev/<name>` of the partition whose GPT name is `partname`.
+pub fn find_partition(partname: &str) -> Option<String> {
+    let dir = std::fs::read_dir("/sys/class/block").ok()?;
+    for entry in dir.flatten() {
+        let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
+        if let Some(dev) = partition_from_uevent(&uevent, partname) {
+            return Some(format!("/dev/{dev}"));
+        }
+    }
+    None
+}
+
+pub fn partition_from_uevent(uevent: &str, partname: &str) -> Option<String> {
+    let mut name = None;
+    let mut dev = None;
+    for line in uevent.lines() {
+        if let Some(v) = line.strip_prefix("PARTNAME=") {
+            name = Some(v);
+        } else if let Some(v) = line.strip_prefix("DEVNAME=") {
+            dev = Some(v);
+        }
+    }
+    (name == Some(partname))
+        .then(|| dev.map(str::to_string))
+        .flatten()
+}
+
+fn has_ext4(dev: &str) -> bool {
+    // ext superblock magic 0xEF53 at byte 1024+56.
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = [0u8; 2];
+    std::fs::File::open(dev)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(1024 + 56))?;
+            f.read_exact(&mut buf)
+        })
+        .map(|_| buf == [0x53, 0xef])
+        .unwrap_or(false)
+}
+
+fn run(cmd: &str, args: &[&str]) -> bool {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) => {
+            if !o.status.success() {
+                log!(
+                    "{cmd} {args:?}: {}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            // e2fsck -p exits 1 when it fixed something: that is success.
+            o.status
+                .code()
+                .is_some_and(|c| c == 0 || (cmd.ends_with("e2fsck") && c == 1))
+        }
+        Err(e) => {
+            log!("{cmd}: {e}");
+            false
+        }
+    }
+}
+
+pub fn mount_data() -> bool {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let Some(dev) = find_partition(PARTNAME) else {
+        log!("no partition named {PARTNAME:?}: /data is volatile");
+        mount_one(
+            "tmpfs",
+            MOUNTPOINT,
+            "tmpfs",
+            flags,
+            Some("mode=0755,size=64m"),
+        );
+        return false;
+    };
+    if !has_ext4(&dev) {
+        log!("{dev} has no filesystem: creating ext4 (first boot)");
+        if !run(
+            "/sbin/mke2fs",
+            &["-q", "-F", "-t", "ext4", "-L", "gatehouse-data", &dev],
+        ) {
+            mount_one(
+                "tmpfs",
+                MOUNTPOINT,
+                "tmpfs",
+                flags,
+                Some("mode=0755,size=64m"),
+            );
+            return false;
+        }
+    } else {
+        run("/sbin/e2fsck", &["-p", &dev]);
+    }
+    let _ = std::fs::create_dir_all(MOUNTPOINT);
+    match nix::mount::mount(
+        Some(dev.as_str()),
+        MOUNTPOINT,
+        Some("ext4"),
+        flags,
+        None::<&str>,
+    ) {
+        Ok(()) => {
+            log!("data partition {dev} mounted on {MOUNTPOINT}");
+            true
+        }
+        Err(e) => {
+            log!("mount {dev} on {MOUNTPOINT}: {e}; /data is volatile");
+            mount_one(
+                "tmpfs",
+                MOUNTPOINT,
+                "tmpfs",
+                flags,
+                Some("mode=0755,size=64m"),
+            );
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uevent_matching() {
+        let u = "MAJOR=254\nMINOR=4\nDEVNAME=vda4\nDEVTYPE=partition\nPARTN=4\nPARTNAME=data\n";
+        assert_eq!(partition_from_uevent(u, "data"), Some("vda4".into()));
+        assert_eq!(partition_from_uevent(u, "rootfs.A"), None);
+        assert_eq!(
+            partition_from_uevent("DEVNAME=vda\nDEVTYPE=disk\n", "data"),
+            None
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! Kernel settings a router needs.
+
+use crate::log;
+
+pub const ROUTER: &[(&str, &str)] = &[
+    ("net/ipv4/ip_forward", "1"),
+    ("net/ipv4/conf/all/rp_filter", "1"),
+    ("net/ipv4/conf/default/rp_filter", "1"),
+    // The router's own sockets use 61000-65535; gatewayd's NAT never maps into
+    // this range, so local connections and NAT mappings cannot collide.
+    ("net/ipv4/ip_local_port_range", "61000 65535"),
+    ("net/ipv4/tcp_syncookies", "1"),
+    ("net/ipv4/icmp_echo_ignore_broadcasts", "1"),
+    ("net/ipv6/conf/all/forwarding", "1"),
+    ("net/netfilter/nf_conntrack_max", "65536"),
+    ("kernel/panic", "10"),
+];
+
+pub fn apply(settings: &[(&str, &str)]) {
+    let mut failed = 0;
+    for (key, value) in settings {
+        if let Err(e) = std::fs::write(format!("/proc/sys/{key}"), value) {
+            failed += 1;
+            log!("sysctl {key}={value}: {e}");
+        }
+    }
+    log!(
+        "sysctl: {} applied, {failed} failed",
+        settings.len() - failed
+    );
+}
