@@ -1,9 +1,80 @@
-//! DHCPv4 server for the LAN (placeholder until the DHCP module lands).
+//! DHCPv4 server for the LAN.
+//!
+//! - `lease_store`: the lease table and its atomic JSON file.
+//! - `server_logic`: RFC 2131 decisions, pure (no sockets, no clock).
+//! - `codec`: datagram <-> dhcproto message, hardened against bad input.
+//! - `server`: the UDP socket on the LAN interface.
 
 use crate::context::Context;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
+mod codec;
 pub mod lease_store;
+mod server;
+pub mod server_logic;
 
-pub async fn run(_ctx: Context, _store: lease_store::SharedStore) -> anyhow::Result<()> {
-    std::future::pending().await
+/// Packet counters, shared with whoever wants to show them (the web UI).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    /// Undecodable, not a BOOTREQUEST, or without a message type.
+    pub malformed: AtomicU64,
+    pub offers: AtomicU64,
+    /// Includes ACKs to INFORM.
+    pub acks: AtomicU64,
+    pub naks: AtomicU64,
+    pub declines: AtomicU64,
+    pub releases: AtomicU64,
+    /// Well-formed but unanswered: for another server, no address left, etc.
+    pub dropped: AtomicU64,
+    /// Lease file writes that failed (the reply was still sent).
+    pub persist_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CountersSnapshot {
+    pub received: u64,
+    pub malformed: u64,
+    pub offers: u64,
+    pub acks: u64,
+    pub naks: u64,
+    pub declines: u64,
+    pub releases: u64,
+    pub dropped: u64,
+    pub persist_errors: u64,
+}
+
+impl Counters {
+    // Read by the web UI once it is wired to `serve`; main does not pass
+    // counters around yet.
+    #[allow(dead_code)]
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            received: self.received.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
+            offers: self.offers.load(Relaxed),
+            acks: self.acks.load(Relaxed),
+            naks: self.naks.load(Relaxed),
+            declines: self.declines.load(Relaxed),
+            releases: self.releases.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            persist_errors: self.persist_errors.load(Relaxed),
+        }
+    }
+}
+
+/// Runs the server forever with its own counters.
+pub async fn run(ctx: Context, store: lease_store::SharedStore) -> anyhow::Result<()> {
+    serve(ctx, store, Arc::new(Counters::default())).await
+}
+
+/// Runs the server forever, counting into `counters` (share the Arc with the
+/// web UI to display them).
+pub async fn serve(
+    ctx: Context,
+    store: lease_store::SharedStore,
+    counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    server::serve(ctx, store, counters).await
 }
