@@ -13,6 +13,11 @@ pub fn since_boot() -> f64 {
 }
 
 pub fn line(source: &str, msg: &str) {
+    // A service that already names itself does not need the name twice.
+    let msg = msg
+        .strip_prefix(source)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(msg);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "[{:10.3}] {source}: {msg}", since_boot());
     let _ = out.flush();

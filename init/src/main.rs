@@ -5,6 +5,7 @@
 //! and turns signals into shutdown (procd's mapping: SIGTERM and Ctrl-Alt-Del
 //! reboot, SIGUSR1/SIGUSR2 power off).
 
+mod bootslot;
 mod data;
 mod log;
 mod modules;
@@ -56,6 +57,8 @@ fn main() {
         std::process::exit(1);
     }
     let mut steps = vec![Step("kernel", log::since_boot())];
+    // The kernel starts init with an almost empty environment; services inherit this.
+    std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     let mut sigs = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -105,7 +108,18 @@ fn main() {
     steps.push(Step("services", log::since_boot()));
     write_timeline(&steps);
 
+    // The boot counts as good once gatewayd has stayed up this long.
+    const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+    let mut confirmed = false;
     loop {
+        if !confirmed {
+            if let State::Running { since, .. } = services[0].state {
+                if since.elapsed() >= HEALTHY_AFTER {
+                    bootslot::confirm_boot();
+                    confirmed = true;
+                }
+            }
+        }
         match wait_signal(&sigs, Duration::from_millis(500)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 shutdown::run(&mut services, RebootMode::RB_AUTOBOOT)
@@ -147,6 +161,9 @@ fn reap(services: &mut [Service]) {
         for svc in services.iter_mut() {
             if let State::Running { pid: p, since } = svc.state {
                 if p == pid {
+                    // Helpers the service left behind (it led its own process
+                    // group) must not outlive it and run twice after the restart.
+                    let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
                     svc.on_exit(since, now);
                     log!(
                         "{} (pid {pid}) ended: {how}; restart in {:?}",
