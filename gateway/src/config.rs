@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub system: System,
@@ -149,20 +149,6 @@ impl Default for Nat {
 impl Default for Ui {
     fn default() -> Self {
         Self { port: 80 }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            system: System::default(),
-            lan: Lan::default(),
-            wan: Wan::default(),
-            dhcp: Dhcp::default(),
-            dns: Dns::default(),
-            nat: Nat::default(),
-            ui: Ui::default(),
-        }
     }
 }
 

@@ -12,10 +12,7 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Why the config file was rejected, if it was (defaults are then in force).
     pub config_error: Option<String>,
-    /// Persistent state (the data partition): leases, config.
-    pub data_dir: PathBuf,
     /// Volatile state (/run): WAN lease, status files.
     pub run_dir: PathBuf,
     pub wan: watch::Receiver<WanStatus>,
-    pub started: std::time::Instant,
 }

@@ -82,10 +82,8 @@ async fn serve(args: Args, loaded: config::Loaded) {
     let ctx = Context {
         config: config.clone(),
         config_error: loaded.error,
-        data_dir: args.data_dir.clone(),
         run_dir: args.run_dir.clone(),
         wan: wan_rx,
-        started: std::time::Instant::now(),
     };
 
     let store = match dhcp::lease_store::LeaseStore::open(

@@ -78,7 +78,9 @@ pub fn confirm_boot() {
     };
     let mnt = "/run/gatehouse/esp";
     let _ = std::fs::create_dir_all(mnt);
-    let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC;
+    let flags = nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
     if let Err(e) = nix::mount::mount(Some(dev.as_str()), mnt, Some("vfat"), flags, None::<&str>) {
         log!("bootslot: mount {dev}: {e}; slot {slot} stays unconfirmed");
         return;
@@ -119,7 +121,10 @@ mod tests {
 
     #[test]
     fn slot_from_cmdline() {
-        assert_eq!(booted_slot("console=ttyS0 rauc.slot=B quiet").as_deref(), Some("B"));
+        assert_eq!(
+            booted_slot("console=ttyS0 rauc.slot=B quiet").as_deref(),
+            Some("B")
+        );
         assert_eq!(booted_slot("console=ttyS0"), None);
         assert_eq!(booted_slot("rauc.slot=../x"), None);
     }
