@@ -48,7 +48,7 @@ kdir="$CACHE/kernel-$KVER"
 if [ ! -f "$kdir/.done" ]; then
     say "fetching kernel $kernel_pkg"
     rm -rf "$kdir" && mkdir -p "$kdir"
-    (cd "$CACHE" && apt-get download -q "$kernel_pkg")
+    (cd "$CACHE" && { apt-get download -q "$kernel_pkg" || { apt-get update -q && apt-get download -q "$kernel_pkg"; }; })
     dpkg -x "$CACHE/${kernel_pkg}"_*.deb "$kdir/tree"
     depmod -b "$kdir/tree" "$KVER"
     touch "$kdir/.done"
