@@ -42,13 +42,17 @@ host_sources() {
 }
 
 # --- kernel and modules ----------------------------------------------------
+# Stale package lists name kernels the mirror no longer has: refresh daily.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages' -mtime -1 -print -quit)" ]; then
+    apt-get update -q
+fi
 kernel_pkg=$(apt-cache depends "linux-image-$ARCH" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 KVER=${kernel_pkg#linux-image-}
 kdir="$CACHE/kernel-$KVER"
 if [ ! -f "$kdir/.done" ]; then
     say "fetching kernel $kernel_pkg"
     rm -rf "$kdir" && mkdir -p "$kdir"
-    (cd "$CACHE" && { apt-get download -q "$kernel_pkg" || { apt-get update -q && apt-get download -q "$kernel_pkg"; }; })
+    (cd "$CACHE" && apt-get download -q "$kernel_pkg")
     dpkg -x "$CACHE/${kernel_pkg}"_*.deb "$kdir/tree"
     depmod -b "$kdir/tree" "$KVER"
     touch "$kdir/.done"
