@@ -105,6 +105,12 @@ async fn serve(args: Args, loaded: config::Loaded) {
         }
     };
 
+    let shared = web::Shared {
+        leases: store,
+        dhcp: Arc::new(dhcp::Counters::default()),
+        dns: Arc::new(dns::Counters::default()),
+        nat: Arc::new(nat::Table::new()),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     if !args.no_wan_client {
         tasks.spawn(wan::udhcpc::run(ctx.clone(), wan_tx));
@@ -116,16 +122,21 @@ async fn serve(args: Args, loaded: config::Loaded) {
         });
     }
     if config.dhcp.enabled {
-        tasks.spawn(dhcp::run(ctx.clone(), store.clone()));
+        tasks.spawn(dhcp::run(
+            ctx.clone(),
+            shared.leases.clone(),
+            shared.dhcp.clone(),
+        ));
     }
     if config.dns.enabled {
-        tasks.spawn(dns::run(ctx.clone()));
+        tasks.spawn(dns::run(ctx.clone(), shared.dns.clone()));
     }
-    tasks.spawn(web::run(ctx.clone(), store.clone()));
+    tasks.spawn(web::run(ctx.clone(), shared.clone()));
     if config.nat.enabled {
         let nat_ctx = ctx.clone();
+        let table = shared.nat.clone();
         tasks.spawn(async move {
-            tokio::task::spawn_blocking(move || nat::run(nat_ctx))
+            tokio::task::spawn_blocking(move || nat::run(nat_ctx, table))
                 .await
                 .map_err(|e| anyhow::anyhow!("nat thread: {e}"))?
         });

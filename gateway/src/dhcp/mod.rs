@@ -48,7 +48,6 @@ pub struct CountersSnapshot {
 impl Counters {
     // Read by the web UI once it is wired to `serve`; main does not pass
     // counters around yet.
-    #[allow(dead_code)]
     pub fn snapshot(&self) -> CountersSnapshot {
         CountersSnapshot {
             received: self.received.load(Relaxed),
@@ -64,14 +63,8 @@ impl Counters {
     }
 }
 
-/// Runs the server forever with its own counters.
-pub async fn run(ctx: Context, store: lease_store::SharedStore) -> anyhow::Result<()> {
-    serve(ctx, store, Arc::new(Counters::default())).await
-}
-
-/// Runs the server forever, counting into `counters` (share the Arc with the
-/// web UI to display them).
-pub async fn serve(
+/// Runs the server forever, counting into `counters` (the web UI reads them).
+pub async fn run(
     ctx: Context,
     store: lease_store::SharedStore,
     counters: Arc<Counters>,

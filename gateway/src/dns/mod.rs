@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// Running totals, for the status page.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct Counters {
     /// Every message received from a client, well-formed or not.
     pub queries: AtomicU64,
@@ -35,13 +35,8 @@ pub struct Counters {
     pub spoofed_rejected: AtomicU64,
 }
 
-/// Runs the forwarder forever.
-pub async fn run(ctx: Context) -> anyhow::Result<()> {
-    serve(ctx, Arc::new(Counters::default())).await
-}
-
-/// As `run`, counting into `counters` (the web UI will hold the other end).
-pub async fn serve(ctx: Context, counters: Arc<Counters>) -> anyhow::Result<()> {
+/// Runs the forwarder forever, counting into `counters` (the web UI reads them).
+pub async fn run(ctx: Context, counters: Arc<Counters>) -> anyhow::Result<()> {
     let addr = SocketAddr::from((ctx.config.lan.address, 53));
     let (udp, tcp) = server::bind(addr).await;
     let resolver = Arc::new(resolver::Resolver::new(ctx, counters));

@@ -163,7 +163,6 @@ impl Table {
     }
 
     /// All live mappings, oldest first.
-    #[allow(dead_code)] // for the web UI, once main hands it the table
     pub fn snapshot(&self) -> Vec<MappingView> {
         let now = self.now();
         let unix = |t: Millis| (self.epoch_unix_ms + t) / 1000;
@@ -193,7 +192,6 @@ impl Table {
         v
     }
 
-    #[allow(dead_code)] // for the web UI, once main hands it the table
     pub fn stats(&self) -> StatsView {
         let s = &self.stats;
         let g = |a: &AtomicU64| a.load(Relaxed);
@@ -262,13 +260,8 @@ fn refresh_wan(ctx: &Context, wan: &WanAddr, table: &Table) {
     }
 }
 
-/// Installs the firewall and runs the queue loop with a fresh table. Blocking.
-pub fn run(ctx: Context) -> anyhow::Result<()> {
-    run_with(ctx, Arc::new(Table::new()))
-}
-
 /// Installs the firewall and runs the queue loop on `table`. Blocking: run it on its own thread.
-pub fn run_with(ctx: Context, table: Arc<Table>) -> anyhow::Result<()> {
+pub fn run(ctx: Context, table: Arc<Table>) -> anyhow::Result<()> {
     let cfg = &ctx.config;
     let spec = firewall::Spec {
         lan_if: cfg.lan.interface.clone(),

@@ -10,24 +10,35 @@ use crate::dhcp::lease_store::SharedStore;
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The live views the other services share with the UI.
+#[derive(Clone)]
+pub struct Shared {
+    pub leases: SharedStore,
+    pub dhcp: Arc<crate::dhcp::Counters>,
+    pub dns: Arc<crate::dns::Counters>,
+    pub nat: Arc<crate::nat::Table>,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub ctx: Context,
-    pub leases: SharedStore,
+    pub shared: Shared,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status::page))
         .route("/api/status", get(status::json))
+        .route("/api/nat", get(status::nat_json))
         .with_state(state)
 }
 
-pub async fn run(ctx: Context, leases: SharedStore) -> anyhow::Result<()> {
+pub async fn run(ctx: Context, shared: Shared) -> anyhow::Result<()> {
     let addr = SocketAddr::from((ctx.config.lan.address, ctx.config.ui.port));
-    let app = router(AppState { ctx, leases });
+    let app = router(AppState { ctx, shared });
     // The LAN address may not exist yet while init builds the bridge: retry.
     let listener = loop {
         match tokio::net::TcpListener::bind(addr).await {

@@ -5,6 +5,8 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Json, Response};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 pub struct LeaseRow {
     pub hostname: String,
@@ -23,6 +25,10 @@ pub struct StatusPage {
     pub wan_address: String,
     pub lan_interface: String,
     pub lan_address: String,
+    pub nat_mappings: usize,
+    pub nat_dropped: u64,
+    pub dns_queries: u64,
+    pub dns_cache_hits: u64,
     pub leases: Vec<LeaseRow>,
 }
 
@@ -34,6 +40,15 @@ pub struct StatusJson {
     pub wan: crate::wan::WanStatus,
     pub lan_address: String,
     pub leases: Vec<crate::dhcp::lease_store::Lease>,
+    pub dhcp: crate::dhcp::CountersSnapshot,
+    pub dns: Arc<crate::dns::Counters>,
+    pub nat: crate::nat::StatsView,
+}
+
+#[derive(serde::Serialize)]
+pub struct NatJson {
+    pub stats: crate::nat::StatsView,
+    pub mappings: Vec<crate::nat::MappingView>,
 }
 
 pub fn format_duration(secs: u64) -> String {
@@ -64,10 +79,16 @@ fn now_unix() -> u64 {
 fn collect(state: &AppState) -> StatusJson {
     let cfg = &state.ctx.config;
     let leases = state
+        .shared
         .leases
         .lock()
         .map(|s| s.snapshot())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        // The store keeps expired leases so returning clients get their old
+        // address back; the owner wants to see who holds one now.
+        .filter(|l| l.expires > now_unix())
+        .collect();
     StatusJson {
         hostname: cfg.system.hostname.clone(),
         uptime_secs: sysinfo::System::uptime(),
@@ -75,6 +96,9 @@ fn collect(state: &AppState) -> StatusJson {
         wan: state.ctx.wan.borrow().clone(),
         lan_address: format!("{}/{}", cfg.lan.address, cfg.lan.prefix_len),
         leases,
+        dhcp: state.shared.dhcp.snapshot(),
+        dns: state.shared.dns.clone(),
+        nat: state.shared.nat.stats(),
     }
 }
 
@@ -92,6 +116,17 @@ pub async fn page(State(state): State<AppState>) -> Response {
         },
         lan_interface: state.ctx.config.lan.interface.clone(),
         lan_address: s.lan_address,
+        nat_mappings: s.nat.mappings,
+        nat_dropped: s.nat.drop_no_wan_address
+            + s.nat.drop_truncated
+            + s.nat.drop_malformed
+            + s.nat.drop_fragment
+            + s.nat.drop_unsupported
+            + s.nat.drop_no_mapping
+            + s.nat.drop_not_for_us
+            + s.nat.drop_ports_exhausted,
+        dns_queries: s.dns.queries.load(Relaxed),
+        dns_cache_hits: s.dns.cache_hits.load(Relaxed),
         leases: s
             .leases
             .iter()
@@ -111,6 +146,13 @@ pub async fn page(State(state): State<AppState>) -> Response {
 
 pub async fn json(State(state): State<AppState>) -> Json<StatusJson> {
     Json(collect(&state))
+}
+
+pub async fn nat_json(State(state): State<AppState>) -> Json<NatJson> {
+    Json(NatJson {
+        stats: state.shared.nat.stats(),
+        mappings: state.shared.nat.snapshot(),
+    })
 }
 
 #[cfg(test)]
@@ -134,6 +176,10 @@ mod tests {
             wan_address: "no address".into(),
             lan_interface: "br-lan".into(),
             lan_address: "192.168.1.1/24".into(),
+            nat_mappings: 0,
+            nat_dropped: 0,
+            dns_queries: 0,
+            dns_cache_hits: 0,
             leases: vec![LeaseRow {
                 hostname: "<script>alert(1)</script>".into(),
                 ip: "192.168.1.100".into(),
