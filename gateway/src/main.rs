@@ -1,5 +1,6 @@
 //! gatewayd: the LAN-facing services and the NAT datapath of a Gatehouse router.
 
+mod clock;
 mod config;
 mod context;
 mod dhcp;

@@ -72,17 +72,22 @@ fn run(cmd: &str, args: &[&str]) -> bool {
     }
 }
 
+/// /data on a RAM disk: the router keeps working, nothing persists.
+fn volatile_data() {
+    mount_one(
+        "tmpfs",
+        MOUNTPOINT,
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755,size=64m"),
+    );
+}
+
 pub fn mount_data() -> bool {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let Some(dev) = find_partition(PARTNAME) else {
         log!("no partition named {PARTNAME:?}: /data is volatile");
-        mount_one(
-            "tmpfs",
-            MOUNTPOINT,
-            "tmpfs",
-            flags,
-            Some("mode=0755,size=64m"),
-        );
+        volatile_data();
         return false;
     };
     if !has_ext4(&dev) {
@@ -91,13 +96,7 @@ pub fn mount_data() -> bool {
             "/sbin/mke2fs",
             &["-q", "-F", "-t", "ext4", "-L", "gatehouse-data", &dev],
         ) {
-            mount_one(
-                "tmpfs",
-                MOUNTPOINT,
-                "tmpfs",
-                flags,
-                Some("mode=0755,size=64m"),
-            );
+            volatile_data();
             return false;
         }
     } else {
@@ -117,13 +116,7 @@ pub fn mount_data() -> bool {
         }
         Err(e) => {
             log!("mount {dev} on {MOUNTPOINT}: {e}; /data is volatile");
-            mount_one(
-                "tmpfs",
-                MOUNTPOINT,
-                "tmpfs",
-                flags,
-                Some("mode=0755,size=64m"),
-            );
+            volatile_data();
             false
         }
     }

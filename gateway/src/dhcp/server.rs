@@ -9,7 +9,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 /// How often to check that the LAN interface was not deleted and re-created
@@ -86,13 +86,6 @@ fn bind(iface: &str) -> std::io::Result<(UdpSocket, u32)> {
     Ok((UdpSocket::from_std(s.into())?, ifindex))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 async fn handle_datagram(
     sock: &UdpSocket,
     data: &[u8],
@@ -117,7 +110,7 @@ async fn handle_datagram(
     let (settings, store) = (settings.clone(), store.clone());
     let joined = tokio::task::spawn_blocking(move || {
         let mut st = store.lock().unwrap_or_else(PoisonError::into_inner);
-        let outcome = server_logic::handle(&settings, &mut st, &msg, unix_now());
+        let outcome = server_logic::handle(&settings, &mut st, &msg, crate::clock::unix_now());
         // Persist before answering: an ACKed lease must survive a crash.
         let saved = if st.is_dirty() { Some(st.save()) } else { None };
         (outcome, saved)

@@ -86,13 +86,6 @@ pub fn parse_line(line: &str) -> Option<Event> {
     }
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Runs udhcpc forever, restarting it with a delay if it exits.
 pub async fn run(ctx: Context, tx: watch::Sender<WanStatus>) -> anyhow::Result<()> {
     let hook = ctx.run_dir.join("udhcpc-hook");
@@ -129,7 +122,7 @@ pub async fn run(ctx: Context, tx: watch::Sender<WanStatus>) -> anyhow::Result<(
                     eprintln!("wan: {iface} bound {ip}/{prefix_len} router {router:?} dns {dns:?}");
                     tx.send_modify(|s| {
                         if s.address != Some(ip) {
-                            s.since = Some(now_unix());
+                            s.since = Some(crate::clock::unix_now());
                         }
                         s.address = Some(ip);
                         s.prefix_len = prefix_len;

@@ -69,13 +69,6 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
         .join(":")
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn collect(state: &AppState) -> StatusJson {
     let cfg = &state.ctx.config;
     let leases = state
@@ -87,7 +80,7 @@ fn collect(state: &AppState) -> StatusJson {
         .into_iter()
         // The store keeps expired leases so returning clients get their old
         // address back; the owner wants to see who holds one now.
-        .filter(|l| l.expires > now_unix())
+        .filter(|l| l.expires > crate::clock::unix_now())
         .collect();
     StatusJson {
         hostname: cfg.system.hostname.clone(),
@@ -104,7 +97,7 @@ fn collect(state: &AppState) -> StatusJson {
 
 pub async fn page(State(state): State<AppState>) -> Response {
     let s = collect(&state);
-    let now = now_unix();
+    let now = crate::clock::unix_now();
     let page = StatusPage {
         hostname: s.hostname,
         uptime: format_duration(s.uptime_secs),
