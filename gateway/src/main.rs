@@ -1,15 +1,7 @@
 //! gatewayd: the LAN-facing services and the NAT datapath of a Gatehouse router.
 
-mod clock;
-mod config;
-mod context;
-mod dhcp;
-mod dns;
-mod nat;
-mod wan;
-mod web;
-
-use context::Context;
+use gateway::context::Context;
+use gateway::{config, dhcp, dns, nat, wan, web};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
