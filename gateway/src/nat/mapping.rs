@@ -123,6 +123,10 @@ impl Mappings {
         self.by_inside.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.by_inside.is_empty()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Mapping> {
         self.by_inside.values()
     }
