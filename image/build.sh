@@ -186,6 +186,13 @@ put "$ESP" 2
 put "$OUT/rootfs.squashfs" $SLOT_A_PART
 put "$OUT/rootfs.squashfs" $SLOT_B_PART
 
+# --- legacy BIOS: GRUB i386-pc in the bios partition, reading the same ESP config --
+grub-mkimage -O i386-pc -p "(hd0,gpt2)/EFI/BOOT" -o "$OUT/core.img" \
+    biosdisk part_gpt fat squash4 xzio gzio normal linux echo test loadenv regexp search configfile \
+    serial terminal sleep cat ls boot
+bios_part=$(sfdisk -J "$IMG" | python3 -c "import json,sys; p=json.load(sys.stdin)['partitiontable']['partitions'][0]; print(p['start'], p['size'])")
+python3 "$HERE/bios-boot.py" "$IMG" /usr/lib/grub/i386-pc/boot.img "$OUT/core.img" $bios_part
+
 say "sizes"
 printf '  %-28s %s\n' \
     "kernel (vmlinuz $KVER)" "$(size "$ROOT/boot/vmlinuz")" \
@@ -195,6 +202,7 @@ printf '  %-28s %s\n' \
     "gatehouse-init" "$(size "$ROOT/usr/sbin/gatehouse-init")" \
     "root tree (uncompressed)" "$(size "$ROOT")" \
     "rootfs.squashfs (one slot)" "$(size "$OUT/rootfs.squashfs")" \
-    "ESP (GRUB)" "$(size "$OUT/BOOTX64.EFI")" \
+    "GRUB (UEFI)" "$(size "$OUT/BOOTX64.EFI")" \
+    "GRUB (BIOS core.img)" "$(size "$OUT/core.img")" \
     "disk image (sparse)" "$(du -sh "$IMG" | cut -f1) used of ${total_mib} MiB"
 echo "$IMG"
