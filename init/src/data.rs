@@ -90,6 +90,11 @@ pub fn mount_data() -> bool {
         volatile_data();
         return false;
     };
+    let name = dev.trim_start_matches("/dev/");
+    let grown = crate::grow::grow_partition(name);
+    if let Some(mib) = grown {
+        log!("data: partition {dev} grown to {mib} MiB (end of the medium)");
+    }
     if !has_ext4(&dev) {
         log!("{dev} has no filesystem: creating ext4 (first boot)");
         if !run(
@@ -98,6 +103,12 @@ pub fn mount_data() -> bool {
         ) {
             volatile_data();
             return false;
+        }
+    } else if grown.is_some() {
+        // resize2fs wants a freshly checked filesystem.
+        run("/sbin/e2fsck", &["-f", "-p", &dev]);
+        if run("/sbin/resize2fs", &[&dev]) {
+            log!("data: filesystem on {dev} resized");
         }
     } else {
         run("/sbin/e2fsck", &["-p", &dev]);
@@ -111,7 +122,10 @@ pub fn mount_data() -> bool {
         None::<&str>,
     ) {
         Ok(()) => {
-            log!("data partition {dev} mounted on {MOUNTPOINT}");
+            let mib = nix::sys::statvfs::statvfs(MOUNTPOINT)
+                .map(|v| v.blocks() as u64 * v.fragment_size() as u64 >> 20)
+                .unwrap_or(0);
+            log!("data partition {dev} mounted on {MOUNTPOINT} ({mib} MiB)");
             true
         }
         Err(e) => {

@@ -7,6 +7,7 @@
 
 mod bootslot;
 mod data;
+mod grow;
 mod log;
 mod modules;
 mod mounts;
