@@ -123,7 +123,7 @@ pub fn mount_data() -> bool {
     ) {
         Ok(()) => {
             let mib = nix::sys::statvfs::statvfs(MOUNTPOINT)
-                .map(|v| v.blocks() as u64 * v.fragment_size() as u64 >> 20)
+                .map(|v| (v.blocks() * v.fragment_size()) >> 20)
                 .unwrap_or(0);
             log!("data partition {dev} mounted on {MOUNTPOINT} ({mib} MiB)");
             true
