@@ -113,7 +113,7 @@ for t in mke2fs e2fsck; do
     [ -x "$ROOT/usr/sbin/$t" ] || { echo "missing /usr/sbin/$t" >&2; exit 1; }
     rm -f "$ROOT/usr/bin/$t"
 done
-cat "$HERE/modules.list" "$HERE/modules-extra.list" >"$OUT/modules-all.list"
+cat "$HERE/modules.list" "$HERE/modules-hw.list" "$HERE/modules-extra.list" >"$OUT/modules-all.list"
 copy_modules "$OUT/modules-all.list" "$ROOT"
 mkdir -p "$ROOT/etc/gatehouse"
 sed 's/#.*//;/^\s*$/d' "$HERE/modules.list" > "$ROOT/etc/gatehouse/modules"

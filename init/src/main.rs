@@ -78,6 +78,7 @@ fn main() {
     mounts::early();
     log!("Gatehouse init {} starting", env!("CARGO_PKG_VERSION"));
     modules::load_fixed_list();
+    modules::coldplug();
     steps.push(Step("modules", log::since_boot()));
     sysctl::apply(sysctl::ROUTER);
     data::mount_data();

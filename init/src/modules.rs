@@ -12,6 +12,16 @@ pub fn parse_list(text: &str) -> Vec<&str> {
         .collect()
 }
 
+fn modprobe(args: &[&str]) -> bool {
+    Command::new("/bin/modprobe")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Loads the image's fixed list. One `modprobe -a` for the lot (each exec is
+/// costly early in boot); only if that reports a failure, one call per module
+/// to name the ones that are missing.
 pub fn load_fixed_list() {
     let text = match std::fs::read_to_string(LIST) {
         Ok(t) => t,
@@ -21,14 +31,13 @@ pub fn load_fixed_list() {
         }
     };
     let mods = parse_list(&text);
-    let mut failed = Vec::new();
-    for m in &mods {
-        // One modprobe per module so one missing module cannot block the rest.
-        match Command::new("/bin/modprobe").arg(m).output() {
-            Ok(o) if o.status.success() => {}
-            _ => failed.push(*m),
-        }
-    }
+    let mut args = vec!["-a"];
+    args.extend(&mods);
+    let failed: Vec<&str> = if modprobe(&args) {
+        Vec::new()
+    } else {
+        mods.iter().copied().filter(|m| !modprobe(&[m])).collect()
+    };
     log!(
         "modules: {} loaded, {} failed {:?}",
         mods.len() - failed.len(),
@@ -37,8 +46,60 @@ pub fn load_fixed_list() {
     );
 }
 
+/// Every distinct modalias the kernel exposes under `dir` (sysfs devices).
+pub fn modaliases(dir: &std::path::Path, out: &mut std::collections::BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            // Symlinks are skipped: sysfs links back up the tree.
+            modaliases(&e.path(), out);
+        } else if ft.is_file() && e.file_name() == "modalias" {
+            if let Ok(a) = std::fs::read_to_string(e.path()) {
+                let a = a.trim();
+                if !a.is_empty() {
+                    out.insert(a.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Coldplug: loads the drivers for the hardware present, so any NIC or disk
+/// controller whose module is in the image works without a rebuild.
+pub fn coldplug() {
+    let mut aliases = std::collections::BTreeSet::new();
+    modaliases(std::path::Path::new("/sys/devices"), &mut aliases);
+    let mut args = vec!["-a", "-q"];
+    args.extend(aliases.iter().map(String::as_str));
+    // Aliases without a module in the image fail quietly; that is expected.
+    modprobe(&args);
+    log!(
+        "coldplug: {} device aliases offered to modprobe",
+        aliases.len()
+    );
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finds_modaliases_below_a_tree() {
+        let root = std::env::temp_dir().join(format!("gh-modalias-{}", std::process::id()));
+        let dev = root.join("pci0000:00/0000:00:03.0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("modalias"), "pci:v00001AF4d00001000sv*\n").unwrap();
+        std::fs::write(root.join("pci0000:00/modalias"), "\n").unwrap();
+        let mut out = std::collections::BTreeSet::new();
+        super::modaliases(&root, &mut out);
+        assert_eq!(
+            out.into_iter().collect::<Vec<_>>(),
+            vec!["pci:v00001AF4d00001000sv*"]
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn list_parsing() {
         assert_eq!(
