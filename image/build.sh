@@ -119,6 +119,7 @@ mkdir -p "$ROOT/etc/gatehouse"
 sed 's/#.*//;/^\s*$/d' "$HERE/modules.list" > "$ROOT/etc/gatehouse/modules"
 install -D -m 0755 "$BIN_DIR/gatewayd" "$ROOT/usr/sbin/gatewayd"
 install -D -m 0755 "$BIN_DIR/gatehouse-init" "$ROOT/usr/sbin/gatehouse-init"
+install -D -m 0755 "$BIN_DIR/gatehouse-console" "$ROOT/usr/sbin/gatehouse-console"
 ln -sf gatehouse-init "$ROOT/usr/sbin/init"
 cp -a "$REPO/overlays/." "$ROOT/"
 mkdir -p "$ROOT"/{proc,sys,dev,run,tmp,data,boot,mnt,root}

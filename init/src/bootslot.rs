@@ -56,45 +56,93 @@ pub fn set(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
     }
 }
 
-/// Marks `slot` good in the grubenv text: OK=1, TRY=0.
-pub fn mark_good(block: &str, slot: &str) -> Option<Vec<u8>> {
-    let mut vars = parse(block)?;
-    set(&mut vars, &format!("{slot}_OK"), "1");
-    set(&mut vars, &format!("{slot}_TRY"), "0");
-    render(&vars)
+/// Marks `slot` good and out of trial: OK=1, TRY=0.
+pub fn mark_good(vars: &mut Vec<(String, String)>, slot: &str) {
+    set(vars, &format!("{slot}_OK"), "1");
+    set(vars, &format!("{slot}_TRY"), "0");
 }
 
-/// Mounts the ESP, rewrites the grubenv atomically, unmounts. Errors are logged:
-/// an unconfirmed slot only means the next boot tries the other one.
+/// Makes `slot` the first choice of the next boots. Only a slot marked good
+/// may be chosen; its trial flag is cleared so GRUB will take it.
+pub fn prefer(vars: &mut Vec<(String, String)>, slot: &str) -> Result<(), String> {
+    let get = |k: &str| vars.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+    if get(&format!("{slot}_OK")).as_deref() != Some("1") {
+        return Err(format!("slot {slot} is not marked good"));
+    }
+    let order = get("ORDER").unwrap_or_else(|| "A B".into());
+    let mut slots: Vec<&str> = vec![slot];
+    slots.extend(order.split_whitespace().filter(|s| *s != slot));
+    let order = slots.join(" ");
+    set(vars, "ORDER", &order);
+    set(vars, &format!("{slot}_TRY"), "0");
+    Ok(())
+}
+
+/// Value of `key` in parsed grubenv pairs.
+pub fn get<'a>(vars: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Runs `f` on the grubenv with the ESP mounted, then unmounts it. The ESP is
+/// mounted only for this, so a power cut almost never finds it mounted.
+fn with_grubenv<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, String> {
+    let dev = crate::data::find_partition(ESP_PARTNAME).ok_or("no ESP partition")?;
+    let mnt = format!("/run/gatehouse/esp-{}", std::process::id());
+    let _ = std::fs::create_dir_all(&mnt);
+    let flags = nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    nix::mount::mount(
+        Some(dev.as_str()),
+        mnt.as_str(),
+        Some("vfat"),
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount {dev}: {e}"))?;
+    let result = f(&format!("{mnt}/{GRUBENV}"));
+    let _ = nix::mount::umount(mnt.as_str());
+    let _ = std::fs::remove_dir(&mnt);
+    result
+}
+
+/// The grubenv's variables.
+pub fn read_env() -> Result<Vec<(String, String)>, String> {
+    with_grubenv(|path| {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        parse(&text).ok_or_else(|| format!("{path}: not a grubenv"))
+    })
+}
+
+/// Applies `edit` to the grubenv and writes it back atomically.
+pub fn edit_env(
+    edit: impl FnOnce(&mut Vec<(String, String)>) -> Result<(), String>,
+) -> Result<(), String> {
+    with_grubenv(|path| {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let mut vars = parse(&text).ok_or_else(|| format!("{path}: not a grubenv"))?;
+        edit(&mut vars)?;
+        let bytes = render(&vars).ok_or("grubenv would exceed 1 KiB")?;
+        write_atomic(path, &bytes).map_err(|e| format!("{path}: {e}"))
+    })
+}
+
+/// Marks the booted slot good. Errors are logged: an unconfirmed slot only
+/// means the next boot tries the other one.
 pub fn confirm_boot() {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let Some(slot) = booted_slot(&cmdline) else {
         log!("bootslot: no rauc.slot= on the command line; nothing to confirm");
         return;
     };
-    let Some(dev) = crate::data::find_partition(ESP_PARTNAME) else {
-        log!("bootslot: no ESP partition; slot {slot} stays unconfirmed");
-        return;
-    };
-    let mnt = "/run/gatehouse/esp";
-    let _ = std::fs::create_dir_all(mnt);
-    let flags = nix::mount::MsFlags::MS_NOSUID
-        | nix::mount::MsFlags::MS_NODEV
-        | nix::mount::MsFlags::MS_NOEXEC;
-    if let Err(e) = nix::mount::mount(Some(dev.as_str()), mnt, Some("vfat"), flags, None::<&str>) {
-        log!("bootslot: mount {dev}: {e}; slot {slot} stays unconfirmed");
-        return;
-    }
-    let path = format!("{mnt}/{GRUBENV}");
-    let result = std::fs::read_to_string(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| mark_good(&text, &slot).ok_or_else(|| "unreadable grubenv".to_string()))
-        .and_then(|bytes| write_atomic(&path, &bytes).map_err(|e| e.to_string()));
+    let result = edit_env(|vars| {
+        mark_good(vars, &slot);
+        Ok(())
+    });
     match result {
         Ok(()) => log!("bootslot: slot {slot} confirmed good"),
-        Err(e) => log!("bootslot: {path}: {e}; slot {slot} stays unconfirmed"),
+        Err(e) => log!("bootslot: {e}; slot {slot} stays unconfirmed"),
     }
-    let _ = nix::mount::umount(mnt);
 }
 
 fn write_atomic(path: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -129,23 +177,37 @@ mod tests {
         assert_eq!(booted_slot("rauc.slot=../x"), None);
     }
 
+    fn vars(body: &str) -> Vec<(String, String)> {
+        parse(&block(body)).unwrap()
+    }
+
     #[test]
     fn marks_only_the_booted_slot() {
-        let env = block("ORDER=A B\nA_OK=1\nA_TRY=1\nB_OK=1\nB_TRY=1\n");
-        let out = mark_good(&env, "A").unwrap();
+        let mut v = vars("ORDER=A B\nA_OK=1\nA_TRY=1\nB_OK=1\nB_TRY=1\n");
+        mark_good(&mut v, "A");
+        let out = render(&v).unwrap();
         assert_eq!(out.len(), BLOCK);
-        let text = String::from_utf8(out).unwrap();
-        let vars = parse(&text).unwrap();
-        let get = |k: &str| vars.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("A_TRY"), Some("0"));
-        assert_eq!(get("A_OK"), Some("1"));
-        assert_eq!(get("B_TRY"), Some("1"));
-        assert_eq!(get("ORDER"), Some("A B"));
+        let v = parse(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(get(&v, "A_TRY"), Some("0"));
+        assert_eq!(get(&v, "A_OK"), Some("1"));
+        assert_eq!(get(&v, "B_TRY"), Some("1"));
+        assert_eq!(get(&v, "ORDER"), Some("A B"));
+    }
+
+    #[test]
+    fn prefer_puts_a_good_slot_first() {
+        let mut v = vars("ORDER=A B\nA_OK=1\nA_TRY=0\nB_OK=1\nB_TRY=1\n");
+        prefer(&mut v, "B").unwrap();
+        assert_eq!(get(&v, "ORDER"), Some("B A"));
+        assert_eq!(get(&v, "B_TRY"), Some("0"));
+        let mut v = vars("ORDER=A B\nA_OK=1\nB_OK=0\n");
+        assert!(prefer(&mut v, "B").is_err());
+        assert_eq!(get(&v, "ORDER"), Some("A B"));
     }
 
     #[test]
     fn rejects_non_grubenv_and_overflow() {
-        assert!(mark_good("hello", "A").is_none());
+        assert!(parse("hello").is_none());
         let huge = vec![("K".to_string(), "v".repeat(BLOCK))];
         assert!(render(&huge).is_none());
     }

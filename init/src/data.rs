@@ -83,8 +83,23 @@ fn volatile_data() {
     );
 }
 
-pub fn mount_data() -> bool {
+/// Written by the recovery console; the next boot re-creates the filesystem.
+pub const RESET_MARKER: &str = "/data/.factory-reset";
+
+fn format(dev: &str) -> bool {
+    run(
+        "/sbin/mke2fs",
+        &["-q", "-F", "-t", "ext4", "-L", "gatehouse-data", dev],
+    )
+}
+
+fn mount_ext4(dev: &str) -> nix::Result<()> {
+    let _ = std::fs::create_dir_all(MOUNTPOINT);
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    nix::mount::mount(Some(dev), MOUNTPOINT, Some("ext4"), flags, None::<&str>)
+}
+
+pub fn mount_data() -> bool {
     let Some(dev) = find_partition(PARTNAME) else {
         log!("no partition named {PARTNAME:?}: /data is volatile");
         volatile_data();
@@ -97,10 +112,7 @@ pub fn mount_data() -> bool {
     }
     if !has_ext4(&dev) {
         log!("{dev} has no filesystem: creating ext4 (first boot)");
-        if !run(
-            "/sbin/mke2fs",
-            &["-q", "-F", "-t", "ext4", "-L", "gatehouse-data", &dev],
-        ) {
+        if !format(&dev) {
             volatile_data();
             return false;
         }
@@ -113,14 +125,17 @@ pub fn mount_data() -> bool {
     } else {
         run("/sbin/e2fsck", &["-p", &dev]);
     }
-    let _ = std::fs::create_dir_all(MOUNTPOINT);
-    match nix::mount::mount(
-        Some(dev.as_str()),
-        MOUNTPOINT,
-        Some("ext4"),
-        flags,
-        None::<&str>,
-    ) {
+    let mut mounted = mount_ext4(&dev);
+    if mounted.is_ok() && std::path::Path::new(RESET_MARKER).exists() {
+        log!("factory reset requested: erasing settings and leases on {dev}");
+        let _ = nix::mount::umount(MOUNTPOINT);
+        if !format(&dev) {
+            volatile_data();
+            return false;
+        }
+        mounted = mount_ext4(&dev);
+    }
+    match mounted {
         Ok(()) => {
             let mib = nix::sys::statvfs::statvfs(MOUNTPOINT)
                 .map(|v| (v.blocks() * v.fragment_size()) >> 20)

@@ -5,23 +5,13 @@
 //! and turns signals into shutdown (procd's mapping: SIGTERM and Ctrl-Alt-Del
 //! reboot, SIGUSR1/SIGUSR2 power off).
 
-mod bootslot;
-mod data;
-mod grow;
-mod log;
-mod modules;
-mod mounts;
-mod net;
-mod settings;
-mod shutdown;
-mod supervise;
-mod sysctl;
+use init::supervise::{self, Service, Spec, State};
+use init::{bootslot, data, log, modules, mounts, net, settings, shutdown, sysctl};
 
 use nix::sys::reboot::RebootMode;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::time::{Duration, Instant};
-use supervise::{Service, Spec, State};
 
 /// One named step of the boot timeline, in seconds since the kernel started.
 struct Step(&'static str, f64);
@@ -94,13 +84,17 @@ fn main() {
         Service::new(Spec {
             name: "gatewayd".into(),
             program: "/usr/sbin/gatewayd".into(),
-            args: vec![],
+            args: if settings.failsafe {
+                vec!["--no-config".into()]
+            } else {
+                vec![]
+            },
             tty: None,
         }),
         Service::new(Spec {
             name: "console".into(),
-            program: "/bin/sh".into(),
-            args: vec!["-l".into()],
+            program: "/usr/sbin/gatehouse-console".into(),
+            args: vec![],
             tty: Some(console_tty()),
         }),
     ];
@@ -136,6 +130,20 @@ fn main() {
         for svc in services.iter_mut() {
             svc.poll_start(now);
         }
+        write_services(&services, now);
+    }
+}
+
+/// Publishes service states for the recovery console (rewritten each wake;
+/// it is a few hundred bytes on tmpfs).
+fn write_services(services: &[Service], now: Instant) {
+    let text: String = services
+        .iter()
+        .map(|s| supervise::status_line(s, now) + "\n")
+        .collect();
+    let tmp = "/run/gatehouse/services.tmp";
+    if std::fs::write(tmp, text).is_ok() {
+        let _ = std::fs::rename(tmp, "/run/gatehouse/services");
     }
 }
 

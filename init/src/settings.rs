@@ -13,6 +13,8 @@ pub struct Settings {
     pub hostname: String,
     pub lan_address: Ipv4Addr,
     pub lan_prefix: u8,
+    /// Booted with `gatehouse.failsafe`: the config file is ignored.
+    pub failsafe: bool,
 }
 
 impl Default for Settings {
@@ -21,6 +23,7 @@ impl Default for Settings {
             hostname: "gatehouse".into(),
             lan_address: Ipv4Addr::new(192, 168, 1, 1),
             lan_prefix: 24,
+            failsafe: false,
         }
     }
 }
@@ -67,6 +70,7 @@ pub fn from_text(text: &str) -> Settings {
             .prefix_len
             .filter(|p| (8..=30).contains(p))
             .unwrap_or(d.lan_prefix),
+        failsafe: false,
     }
 }
 
@@ -80,7 +84,10 @@ pub fn load() -> Settings {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if failsafe(&cmdline) {
         crate::log!("failsafe boot: ignoring {CONFIG}");
-        return Settings::default();
+        return Settings {
+            failsafe: true,
+            ..Settings::default()
+        };
     }
     std::fs::read_to_string(CONFIG)
         .map(|t| from_text(&t))

@@ -150,6 +150,22 @@ fn spawn(spec: &Spec) -> std::io::Result<Pid> {
     Ok(Pid::from_raw(child.id() as i32))
 }
 
+/// One line of /run/gatehouse/services, for the console's status page.
+pub fn status_line(svc: &Service, now: Instant) -> String {
+    let state = match svc.state {
+        State::Running { pid, since } => {
+            format!("running pid {pid} for {}s", (now - since).as_secs())
+        }
+        State::Waiting { until } => {
+            format!(
+                "restarting in {}s",
+                until.saturating_duration_since(now).as_secs()
+            )
+        }
+    };
+    format!("{:<10} {state}, {} restarts", svc.spec.name, svc.restarts)
+}
+
 /// Sends `sig` to a running service's process group.
 pub fn signal(svc: &Service, sig: Signal) {
     if let Some(pid) = svc.pid() {

@@ -1,0 +1,193 @@
+//! gatehouse-console: the recovery menu on the serial console (ttyS0).
+//!
+//! init runs it as a service with the console as its terminal and restarts it
+//! if it exits. Every action that changes something asks or says what it did,
+//! and is logged to the boot log too.
+
+use init::bootslot;
+use init::console::{self, Action};
+use init::log;
+use std::io::{BufRead, Write};
+use std::process::Command;
+
+const CONFIG: &str = init::settings::CONFIG;
+
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn read_line() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line),
+    }
+}
+
+fn booted_slot() -> String {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    bootslot::booted_slot(&cmdline).unwrap_or_else(|| "?".into())
+}
+
+fn version() -> String {
+    std::fs::read_to_string("/etc/gatehouse/version")
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn status() {
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    say(&format!(
+        "\n{hostname}: version {}, booted from slot {}\n",
+        version(),
+        booted_slot()
+    ));
+    match bootslot::read_env() {
+        Ok(vars) => {
+            let get = |k: &str| bootslot::get(&vars, k).unwrap_or("-").to_string();
+            say(&format!("boot order: {}\n", get("ORDER")));
+            for slot in ["A", "B"] {
+                say(&format!(
+                    "  slot {slot}: good={} on-trial={}\n",
+                    get(&format!("{slot}_OK")),
+                    get(&format!("{slot}_TRY"))
+                ));
+            }
+        }
+        Err(e) => say(&format!("boot slots: {e}\n")),
+    }
+    say("addresses:\n");
+    say(&output("/bin/ip", &["-4", "-o", "addr", "show"]));
+    say("services:\n");
+    say(&std::fs::read_to_string("/run/gatehouse/services").unwrap_or_default());
+}
+
+fn switch_slot() {
+    let target = console::other_slot(&booted_slot());
+    match bootslot::edit_env(|vars| bootslot::prefer(vars, target)) {
+        Ok(()) => {
+            log::line("console", &format!("next boot will use slot {target}"));
+            say(&format!(
+                "Slot {target} will be booted from now on. Reboot to use it (menu 8).\n"
+            ));
+        }
+        Err(e) => say(&format!("Cannot switch to slot {target}: {e}\n")),
+    }
+}
+
+fn factory_reset() {
+    say(&format!(
+        "This erases all settings, leases and passwords. Type {} to confirm: ",
+        console::CONFIRM_WORD
+    ));
+    if read_line().as_deref().map(str::trim) != Some(console::CONFIRM_WORD) {
+        say("Cancelled.\n");
+        return;
+    }
+    let marker = init::data::RESET_MARKER;
+    match std::fs::write(marker, b"requested from the serial console\n") {
+        Ok(()) => {
+            nix::unistd::sync();
+            log::line("console", "factory reset requested; rebooting");
+            say("Factory reset: rebooting to erase the data partition.\n");
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), nix::sys::signal::SIGTERM);
+        }
+        Err(e) => say(&format!("Cannot mark the data partition for reset: {e}\n")),
+    }
+}
+
+fn reset_password() {
+    match std::fs::remove_file(console::PASSWORD_FILE) {
+        Ok(()) => say("Admin password removed: the next visit to the admin page sets a new one.\n"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            say("No admin password is set: the next visit to the admin page sets one.\n")
+        }
+        Err(e) => say(&format!("Cannot remove {}: {e}\n", console::PASSWORD_FILE)),
+    }
+}
+
+fn reset_network() {
+    let text = std::fs::read_to_string(CONFIG).unwrap_or_default();
+    let backup = format!("{CONFIG}.before-network-reset");
+    let new = console::without_network(&text);
+    let result = std::fs::write(&backup, &text).and_then(|_| write_atomic(CONFIG, new.as_bytes()));
+    match result {
+        Ok(()) => {
+            log::line("console", "network settings reset to defaults");
+            say(&format!(
+                "Network settings reset (old file kept as {backup}). Restarting gatewayd.\n"
+            ));
+            // init restarts it with the new file.
+            let _ = Command::new("/bin/killall").arg("gatewayd").status();
+        }
+        Err(e) => say(&format!("Cannot rewrite {CONFIG}: {e}\n")),
+    }
+}
+
+fn write_atomic(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = format!("{path}.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn show_logs() {
+    let log = init::log::LOG_FILE;
+    say(&output("/bin/tail", &["-n", "60", log]));
+}
+
+fn shell() {
+    say("Leave the shell with 'exit' to return to this menu.\n");
+    let _ = Command::new("/bin/sh").arg("-l").status();
+}
+
+fn signal_init(sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), sig);
+}
+
+fn main() {
+    let title = format!(
+        "Gatehouse recovery console (version {}, slot {})",
+        version(),
+        booted_slot()
+    );
+    loop {
+        say(&console::menu_text(&title));
+        let Some(line) = read_line() else {
+            // The terminal went away; init starts a fresh console.
+            return;
+        };
+        match console::parse_choice(&line) {
+            Some(Action::Status) => status(),
+            Some(Action::SwitchSlot) => switch_slot(),
+            Some(Action::FactoryReset) => factory_reset(),
+            Some(Action::ResetPassword) => reset_password(),
+            Some(Action::ResetNetwork) => reset_network(),
+            Some(Action::Logs) => show_logs(),
+            Some(Action::Shell) => shell(),
+            Some(Action::Reboot) => {
+                say("Rebooting.\n");
+                signal_init(nix::sys::signal::Signal::SIGTERM)
+            }
+            Some(Action::PowerOff) => {
+                say("Powering off.\n");
+                signal_init(nix::sys::signal::Signal::SIGUSR2)
+            }
+            None => say("Type a number from the menu.\n"),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! gatehouse-init's parts, shared by PID 1 (`gatehouse-init`) and the serial
+//! recovery console (`gatehouse-console`).
+
+pub mod bootslot;
+pub mod console;
+pub mod data;
+pub mod grow;
+pub mod log;
+pub mod modules;
+pub mod mounts;
+pub mod net;
+pub mod settings;
+pub mod shutdown;
+pub mod supervise;
+pub mod sysctl;
