@@ -42,17 +42,24 @@ host_sources() {
 }
 
 # --- kernel and modules ----------------------------------------------------
-# Stale package lists name kernels the mirror no longer has: refresh daily.
-if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages' -mtime -1 -print -quit)" ]; then
+kernel_pkg_name() { apt-cache depends "linux-image-$ARCH" | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+fetch_kernel() {
+    [ -n "$kernel_pkg" ] || return 1
+    ls "$CACHE/${kernel_pkg}"_*.deb >/dev/null 2>&1 && return 0
+    (cd "$CACHE" && apt-get download -q "$kernel_pkg")
+}
+kernel_pkg=$(kernel_pkg_name)
+# Stale package lists name a kernel the mirror has dropped: refresh and ask again.
+if ! fetch_kernel; then
     apt-get update -q
+    kernel_pkg=$(kernel_pkg_name)
+    fetch_kernel
 fi
-kernel_pkg=$(apt-cache depends "linux-image-$ARCH" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 KVER=${kernel_pkg#linux-image-}
 kdir="$CACHE/kernel-$KVER"
 if [ ! -f "$kdir/.done" ]; then
-    say "fetching kernel $kernel_pkg"
+    say "unpacking kernel $kernel_pkg"
     rm -rf "$kdir" && mkdir -p "$kdir"
-    (cd "$CACHE" && apt-get download -q "$kernel_pkg")
     dpkg -x "$CACHE/${kernel_pkg}"_*.deb "$kdir/tree"
     depmod -b "$kdir/tree" "$KVER"
     touch "$kdir/.done"
