@@ -6,7 +6,7 @@ TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release
 IMAGE := $(OUT)/gatehouse-x86_64.img
 
-.PHONY: all deps binaries image run test check unit netns e2e clean fmt clippy
+.PHONY: all deps binaries image run test check unit netns e2e clean fmt clippy fuzz
 
 all: image
 
@@ -47,3 +47,7 @@ clippy:
 
 clean:
 	rm -rf $(OUT) target
+
+# Each cargo-fuzz target (network-input parsers) for FUZZ_SECONDS (default 20) seconds.
+fuzz: deps
+	scripts/fuzz-smoke

@@ -286,20 +286,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let keep_none = is_udp && old_l4 == 0 && csum == Csum::Complete;
         let new_l4 = match csum {
             _ if keep_none => 0,
+            // ICMP has no pseudo-header and echo messages are small: recompute in
+            // full. An incremental update can yield 0x0000 for all-zero data,
+            // where the only valid checksum is 0xffff (found by fuzzing).
+            Csum::Complete if !pseudo => {
+                b[c..c + 2].fill(0);
+                !fold(sum16(&b[hlen..], 0))
+            }
             Csum::Complete => {
+                // The pseudo-header includes the rewritten address.
                 let mut old = [0u8; 6];
                 let mut new = [0u8; 6];
                 old[..2].copy_from_slice(&old_port);
                 new[..2].copy_from_slice(&new_port);
-                let n = if pseudo {
-                    // The pseudo-header includes the rewritten address.
-                    old[2..].copy_from_slice(&old_addr);
-                    new[2..].copy_from_slice(&new_addr);
-                    6
-                } else {
-                    2
-                };
-                incremental(old_l4, &old[..n], &new[..n])
+                old[2..].copy_from_slice(&old_addr);
+                new[2..].copy_from_slice(&new_addr);
+                incremental(old_l4, &old, &new)
             }
             Csum::NotReady => {
                 b[c..c + 2].fill(0);
@@ -387,6 +389,25 @@ mod tests {
         fn bytes(&mut self, n: usize) -> Vec<u8> {
             (0..n).map(|_| self.next() as u8).collect()
         }
+    }
+
+    #[test]
+    fn icmp_all_zero_echo_reply_keeps_a_valid_checksum() {
+        // Fuzzer find: echo reply with ident 0 and no payload has checksum 0xffff;
+        // an incremental update produced 0x0000, which receivers reject.
+        let hex = "4500001c000140004001691ec0a8010a080808080800f7ff00000000";
+        let mut bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        // Turn the request into its reply: type 0, ICMP part all zero, checksum 0xffff.
+        bytes[20] = 0;
+        bytes[22..24].copy_from_slice(&[0xff, 0xff]);
+        let mut r = Ipv4Packet::new_checked(&mut bytes[..]).unwrap();
+        assert!(r.l4_checksum_ok() && r.ip_checksum_ok());
+        r.rewrite(Side::Dst, Ipv4Addr::new(192, 168, 1, 10), 0, Csum::Complete)
+            .unwrap();
+        assert!(r.l4_checksum_ok() && r.ip_checksum_ok());
     }
 
     /// A real SYN captured from `curl` (192.168.1.10:40000 -> 203.0.113.1:80), checksums valid.
