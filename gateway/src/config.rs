@@ -55,6 +55,39 @@ pub struct Dhcp {
     /// Upper bound on stored leases; the oldest expired ones go first.
     pub max_leases: usize,
     pub static_leases: Vec<StaticLease>,
+    /// T1 (option 58), seconds; default half the lease time.
+    pub renew_secs: Option<u32>,
+    /// T2 (option 59), seconds; default 7/8 of the lease time.
+    pub rebind_secs: Option<u32>,
+    /// Before offering an address the client never had, ping it for this long
+    /// (milliseconds); an address that answers is skipped. 0 disables.
+    pub conflict_check_ms: u32,
+    /// Interface MTU (option 26), sent to clients that ask for it.
+    pub mtu: Option<u16>,
+    /// NTP servers (option 42), sent to clients that ask for them.
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// Classless static routes (option 121, RFC 3442), sent to clients that ask
+    /// for them, with a default route via the router added unless one is listed:
+    /// `routes = [{ destination = "10.8.0.0/16", gateway = "192.168.1.2" }]`.
+    pub routes: Vec<DhcpRoute>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpRoute {
+    /// "a.b.c.d/len", host bits zero.
+    pub destination: String,
+    pub gateway: Ipv4Addr,
+}
+
+impl DhcpRoute {
+    /// The destination as (network, prefix length), if well-formed.
+    pub fn network(&self) -> Option<(Ipv4Addr, u8)> {
+        let (addr, len) = self.destination.split_once('/')?;
+        let addr: Ipv4Addr = addr.trim().parse().ok()?;
+        let len: u8 = len.trim().parse().ok().filter(|l| *l <= 32)?;
+        (u32::from(addr) & !prefix_mask(len) == 0).then_some((addr, len))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +105,60 @@ pub struct Dns {
     pub enabled: bool,
     /// Upstream resolvers. Empty means "use what WAN DHCP hands out".
     pub upstreams: Vec<Ipv4Addr>,
+    /// DNS-over-TLS resolvers (RFC 7858). When any is set, queries go only to
+    /// these, in order with failover, and never in clear text to `upstreams`.
+    pub tls_upstreams: Vec<TlsUpstream>,
+    /// Extra PEM CA certificates trusted for `tls_upstreams`, besides the
+    /// built-in web PKI roots (private resolvers, tests).
+    pub tls_ca_file: Option<String>,
+    /// Positive answers are cached at least this long (seconds), whatever
+    /// upstream says (a TTL of 0 still means "do not cache").
+    pub min_ttl: u32,
+    /// Nothing is cached longer than this (seconds), negative answers included.
+    pub max_ttl: u32,
+    /// Memory bound of the answer cache: bytes of stored messages plus a fixed
+    /// per-entry overhead. 0 disables caching.
+    pub cache_bytes: usize,
+    /// Static names in the local domain: `{ name = "nas", ip = "192.168.1.5" }`.
+    pub hosts: Vec<DnsHost>,
+    /// Blocklists on the data partition. `path` is a file, or a directory whose
+    /// regular files (not starting with '.') are all read. Each line is either
+    /// hosts format (`0.0.0.0 ads.example.com`) or a bare domain; `#` starts a
+    /// comment. A listed name blocks its subdomains too.
+    pub blocklists: Vec<Blocklist>,
+    /// "null" (A 0.0.0.0 / AAAA ::) or "nxdomain".
+    pub block_mode: String,
+    /// UDP sockets (SO_REUSEPORT), each with its own thread. 0: one per CPU.
+    pub udp_workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsUpstream {
+    pub address: Ipv4Addr,
+    /// Name the resolver's certificate must carry.
+    pub name: String,
+    #[serde(default = "default_dot_port")]
+    pub port: u16,
+}
+
+fn default_dot_port() -> u16 {
+    853
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsHost {
+    /// A label ("nas"), or a name already ending in the local domain.
+    pub name: String,
+    pub ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Blocklist {
+    pub name: String,
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -124,6 +211,12 @@ impl Default for Dhcp {
             lease_secs: 12 * 3600,
             max_leases: 4096,
             static_leases: Vec::new(),
+            renew_secs: None,
+            rebind_secs: None,
+            conflict_check_ms: 300,
+            mtu: None,
+            ntp_servers: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -133,6 +226,15 @@ impl Default for Dns {
         Self {
             enabled: true,
             upstreams: Vec::new(),
+            tls_upstreams: Vec::new(),
+            tls_ca_file: None,
+            min_ttl: 0,
+            max_ttl: 86400,
+            cache_bytes: 4 << 20,
+            hosts: Vec::new(),
+            blocklists: Vec::new(),
+            block_mode: "null".into(),
+            udp_workers: 0,
         }
     }
 }
@@ -250,11 +352,101 @@ fn validate(cfg: &Config) -> Result<(), String> {
             ));
         }
     }
+    validate_dhcp_extras(d, lan)?;
+    validate_dns(&cfg.dns)?;
     if cfg.wan.mode != "dhcp" {
         return Err(format!(
             "wan.mode {:?} is not supported (use \"dhcp\")",
             cfg.wan.mode
         ));
+    }
+    Ok(())
+}
+
+fn validate_dns(d: &Dns) -> Result<(), String> {
+    if d.min_ttl > d.max_ttl {
+        return Err("dns.min_ttl is larger than dns.max_ttl".into());
+    }
+    if !matches!(d.block_mode.as_str(), "null" | "nxdomain") {
+        return Err(format!(
+            "dns.block_mode {:?} must be \"null\" or \"nxdomain\"",
+            d.block_mode
+        ));
+    }
+    for h in &d.hosts {
+        if !is_dns_name(&h.name) {
+            return Err(format!(
+                "dns host name {:?} is not a valid DNS name",
+                h.name
+            ));
+        }
+    }
+    for t in &d.tls_upstreams {
+        if !is_dns_name(&t.name) {
+            return Err(format!(
+                "dns TLS upstream name {:?} is not a valid DNS name",
+                t.name
+            ));
+        }
+    }
+    for b in &d.blocklists {
+        if b.name.is_empty() || b.path.is_empty() {
+            return Err("dns blocklists need a name and a path".into());
+        }
+    }
+    Ok(())
+}
+
+/// Letters, digits and inner hyphens in labels of 1..=63 bytes, 253 in all.
+pub fn is_dns_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn validate_dhcp_extras(d: &Dhcp, lan: &Lan) -> Result<(), String> {
+    let t1 = d.renew_secs.unwrap_or(d.lease_secs / 2);
+    let t2 = d
+        .rebind_secs
+        .unwrap_or((u64::from(d.lease_secs) * 7 / 8) as u32);
+    if t1 == 0 || t1 >= t2 || t2 >= d.lease_secs {
+        return Err(format!(
+            "dhcp: need 0 < renew_secs ({t1}) < rebind_secs ({t2}) < lease_secs ({})",
+            d.lease_secs
+        ));
+    }
+    if d.conflict_check_ms > 5000 {
+        return Err("dhcp.conflict_check_ms must be at most 5000".into());
+    }
+    if d.mtu.is_some_and(|m| m < 68) {
+        return Err("dhcp.mtu must be at least 68".into());
+    }
+    if d.ntp_servers.len() > 16 {
+        return Err("dhcp.ntp_servers: at most 16".into());
+    }
+    if d.routes.len() > 32 {
+        return Err("dhcp.routes: at most 32".into());
+    }
+    for r in &d.routes {
+        if r.network().is_none() {
+            return Err(format!(
+                "dhcp route destination {:?} is not a.b.c.d/len with the host bits zero",
+                r.destination
+            ));
+        }
+        if !lan.contains(r.gateway) {
+            return Err(format!(
+                "dhcp route gateway {} is not on the LAN",
+                r.gateway
+            ));
+        }
     }
     Ok(())
 }
@@ -358,5 +550,38 @@ mod tests {
         );
         assert_eq!(parse_mac("52:54:00:aa:bb"), None);
         assert_eq!(parse_mac("52:54:00:aa:bb:01:02"), None);
+    }
+
+    #[test]
+    fn dns_section() {
+        let c = parse(
+            r#"
+[dns]
+min_ttl = 30
+max_ttl = 3600
+cache_bytes = 1048576
+hosts = [{ name = "nas", ip = "192.168.1.5" }]
+blocklists = [{ name = "ads", path = "/data/blocklists/ads.txt" }]
+block_mode = "nxdomain"
+tls_upstreams = [{ address = "1.1.1.1", name = "cloudflare-dns.com" }]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.dns.min_ttl, 30);
+        assert_eq!(c.dns.hosts[0].ip, Ipv4Addr::new(192, 168, 1, 5));
+        assert_eq!(c.dns.tls_upstreams[0].port, 853);
+        assert_eq!(c.dns.blocklists[0].name, "ads");
+        assert_eq!(Config::default().dns.block_mode, "null");
+        for bad in [
+            "[dns]\nmin_ttl = 10\nmax_ttl = 5\n",
+            "[dns]\nblock_mode = \"drop\"\n",
+            "[dns]\nhosts = [{ name = \"bad name\", ip = \"192.168.1.5\" }]\n",
+            "[dns]\ntls_upstreams = [{ address = \"1.1.1.1\", name = \"\" }]\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(is_dns_name("a-b.example."));
+        assert!(!is_dns_name("-a.example"));
+        assert!(!is_dns_name("a..b"));
     }
 }

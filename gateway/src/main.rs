@@ -11,6 +11,8 @@ struct Args {
     run_dir: PathBuf,
     /// Skip the WAN DHCP client (tests that drive the WAN by hand).
     no_wan_client: bool,
+    /// Failsafe boot: run on built-in defaults, leave the config file alone.
+    no_config: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -19,6 +21,7 @@ fn parse_args() -> anyhow::Result<Args> {
         data_dir: PathBuf::from("/data"),
         run_dir: PathBuf::from("/run/gatehouse"),
         no_wan_client: false,
+        no_config: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -31,8 +34,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--data-dir" => a.data_dir = val("--data-dir")?.into(),
             "--run-dir" => a.run_dir = val("--run-dir")?.into(),
             "--no-wan-client" => a.no_wan_client = true,
+            "--no-config" => a.no_config = true,
             "-h" | "--help" => {
-                println!("usage: gatewayd [--config FILE] [--data-dir DIR] [--run-dir DIR] [--no-wan-client]");
+                println!("usage: gatewayd [--config FILE] [--data-dir DIR] [--run-dir DIR] [--no-wan-client] [--no-config]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other:?}"),
@@ -49,7 +53,15 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let loaded = config::load(&args.config);
+    let loaded = if args.no_config {
+        eprintln!("gatewayd: failsafe: ignoring {}", args.config.display());
+        config::Loaded {
+            config: config::Config::default(),
+            error: None,
+        }
+    } else {
+        config::load(&args.config)
+    };
     if let Some(e) = &loaded.error {
         eprintln!("gatewayd: config rejected, running on built-in defaults: {e}");
     }
@@ -122,7 +134,11 @@ async fn serve(args: Args, loaded: config::Loaded) {
         ));
     }
     if config.dns.enabled {
-        tasks.spawn(dns::run(ctx.clone(), shared.dns.clone()));
+        tasks.spawn(dns::run(
+            ctx.clone(),
+            shared.dns.clone(),
+            shared.leases.clone(),
+        ));
     }
     tasks.spawn(web::run(ctx.clone(), shared.clone()));
     if config.nat.enabled {

@@ -6,7 +6,7 @@
 //! TLVs ourselves, check bounds, and keep only the options the server reads,
 //! each with a length it is known to decode. Everything else is discarded.
 
-use dhcproto::v4::{self, DhcpOption, DhcpOptions};
+use dhcproto::v4::{self, DhcpOption};
 use dhcproto::{Decodable, Encodable, Encoder};
 use std::fmt;
 
@@ -106,26 +106,86 @@ pub fn decode(buf: &[u8]) -> Result<v4::Message, Malformed> {
 
 /// Encodes `header` (its own options are ignored) followed by `opts` in the
 /// given order: dhcproto keeps options in a HashMap, which would lose the
-/// order the client asked for.
+/// order the client asked for. The header and the options a reply carries are
+/// written directly (dhcproto's encoder goes byte by byte); anything else goes
+/// through dhcproto.
 pub fn encode(
     header: &v4::Message,
     opts: &[DhcpOption],
 ) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
-    let mut h = header.clone();
-    h.set_opts(DhcpOptions::new());
-    let mut buf = Vec::with_capacity(MIN_REPLY_LEN);
-    {
-        let mut e = Encoder::new(&mut buf);
-        h.encode(&mut e)?;
-        for o in opts {
-            o.encode(&mut e)?;
-        }
-        e.write_u8(255)?;
+    let h = header;
+    let mut buf = Vec::with_capacity(MIN_REPLY_LEN + 64);
+    buf.push(u8::from(h.opcode()));
+    buf.push(u8::from(h.htype()));
+    buf.push(h.hlen());
+    buf.push(h.hops());
+    buf.extend_from_slice(&h.xid().to_be_bytes());
+    buf.extend_from_slice(&h.secs().to_be_bytes());
+    buf.extend_from_slice(&u16::from(h.flags()).to_be_bytes());
+    for a in [h.ciaddr(), h.yiaddr(), h.siaddr(), h.giaddr()] {
+        buf.extend_from_slice(&a.octets());
     }
+    put_fixed(&mut buf, h.chaddr(), 16)?;
+    put_fixed(&mut buf, h.sname().unwrap_or_default(), 64)?;
+    put_fixed(&mut buf, h.fname().unwrap_or_default(), 128)?;
+    buf.extend_from_slice(&MAGIC);
+    for o in opts {
+        put_option(&mut buf, o)?;
+    }
+    buf.push(255);
     if buf.len() < MIN_REPLY_LEN {
         buf.resize(MIN_REPLY_LEN, 0);
     }
     Ok(buf)
+}
+
+fn put_fixed(
+    buf: &mut Vec<u8>,
+    bytes: &[u8],
+    len: usize,
+) -> Result<(), dhcproto::error::EncodeError> {
+    if bytes.len() > len {
+        return Err(dhcproto::error::EncodeError::StringSizeTooBig { len: bytes.len() });
+    }
+    buf.extend_from_slice(bytes);
+    buf.resize(buf.len() + len - bytes.len(), 0);
+    Ok(())
+}
+
+fn put_option(buf: &mut Vec<u8>, o: &DhcpOption) -> Result<(), dhcproto::error::EncodeError> {
+    let code = u8::from(v4::OptionCode::from(o));
+    let mut tlv = |val: &[u8]| {
+        buf.push(code);
+        buf.push(val.len() as u8);
+        buf.extend_from_slice(val);
+    };
+    match o {
+        DhcpOption::MessageType(t) => tlv(&[u8::from(*t)]),
+        DhcpOption::ServerIdentifier(ip) | DhcpOption::SubnetMask(ip) => tlv(&ip.octets()),
+        DhcpOption::AddressLeaseTime(t) | DhcpOption::Renewal(t) | DhcpOption::Rebinding(t) => {
+            tlv(&t.to_be_bytes())
+        }
+        DhcpOption::InterfaceMtu(m) => tlv(&m.to_be_bytes()),
+        DhcpOption::Router(ips)
+        | DhcpOption::DomainNameServer(ips)
+        | DhcpOption::NtpServers(ips)
+            if !ips.is_empty() && ips.len() <= 63 =>
+        {
+            buf.push(code);
+            buf.push((ips.len() * 4) as u8);
+            for ip in ips {
+                buf.extend_from_slice(&ip.octets());
+            }
+        }
+        DhcpOption::DomainName(d) if !d.is_empty() && d.len() <= 255 => tlv(d.as_bytes()),
+        _ => {
+            // dhcproto's encoder writes from the start of its buffer.
+            let mut tmp = Vec::new();
+            o.encode(&mut Encoder::new(&mut tmp))?;
+            buf.extend_from_slice(&tmp);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -242,6 +302,57 @@ pub(crate) mod tests {
             }
             let _ = decode(&b);
         }
+    }
+
+    #[test]
+    fn fast_encoder_matches_dhcproto() {
+        use dhcproto::v4::UnknownOption;
+        let mut h = v4::Message::new_with_id(
+            0xdead_beef,
+            Ipv4Addr::new(192, 168, 1, 7),
+            Ipv4Addr::new(192, 168, 1, 100),
+            Ipv4Addr::new(1, 2, 3, 4),
+            Ipv4Addr::new(192, 168, 1, 254),
+            &[1, 2, 3, 4, 5, 6],
+        );
+        h.set_opcode(v4::Opcode::BootReply)
+            .set_flags(v4::Flags::default().set_broadcast())
+            .set_hops(2)
+            .set_secs(9)
+            .set_sname(b"srv")
+            .set_fname(b"boot.img");
+        let ip = Ipv4Addr::new(192, 168, 1, 1);
+        let opts = vec![
+            DhcpOption::MessageType(MessageType::Ack),
+            DhcpOption::ServerIdentifier(ip),
+            DhcpOption::AddressLeaseTime(43200),
+            DhcpOption::Renewal(21600),
+            DhcpOption::Rebinding(37800),
+            DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
+            DhcpOption::Router(vec![ip]),
+            DhcpOption::DomainNameServer(vec![ip, Ipv4Addr::new(9, 9, 9, 9)]),
+            DhcpOption::DomainName("lan".into()),
+            DhcpOption::InterfaceMtu(1400),
+            DhcpOption::NtpServers(vec![ip]),
+            DhcpOption::Unknown(UnknownOption::new(
+                OptionCode::ClasslessStaticRoute,
+                vec![0, 192, 168, 1, 1],
+            )),
+            DhcpOption::Message("x".repeat(300)),
+        ];
+        // The reference: dhcproto's encoder, one option after the other.
+        let mut want = Vec::new();
+        {
+            let mut e = Encoder::new(&mut want);
+            let mut bare = h.clone();
+            bare.set_opts(v4::DhcpOptions::new());
+            bare.encode(&mut e).unwrap();
+            for o in &opts {
+                o.encode(&mut e).unwrap();
+            }
+            e.write_u8(255).unwrap();
+        }
+        assert_eq!(encode(&h, &opts).unwrap(), want);
     }
 
     #[test]

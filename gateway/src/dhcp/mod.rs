@@ -1,15 +1,16 @@
 //! DHCPv4 server for the LAN.
 //!
-//! - `lease_store`: the lease table and its atomic JSON file.
+//! - `lease_store`: the lease table, its snapshot file and its journal.
 //! - `server_logic`: RFC 2131 decisions, pure (no sockets, no clock).
 //! - `codec`: datagram <-> dhcproto message, hardened against bad input.
-//! - `server`: the UDP socket on the LAN interface.
+//! - `server`: the UDP socket on the LAN interface, group commit of leases,
+//!   and the ping check before an address is offered.
 
 use crate::context::Context;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-mod codec;
+pub mod codec;
 pub mod lease_store;
 mod server;
 pub mod server_logic;
@@ -21,15 +22,19 @@ pub struct Counters {
     /// Undecodable, not a BOOTREQUEST, or without a message type.
     pub malformed: AtomicU64,
     pub offers: AtomicU64,
-    /// Includes ACKs to INFORM.
+    /// Sent (an ACK goes out once its lease is on disk); includes ACKs to INFORM.
     pub acks: AtomicU64,
     pub naks: AtomicU64,
     pub declines: AtomicU64,
     pub releases: AtomicU64,
     /// Well-formed but unanswered: for another server, no address left, etc.
     pub dropped: AtomicU64,
-    /// Lease file writes that failed (the reply was still sent).
+    /// ACKs not sent because their lease could not be written to disk.
     pub persist_errors: AtomicU64,
+    /// Addresses ping-checked before being offered.
+    pub probes: AtomicU64,
+    /// Of those, addresses that answered (in use by some host): skipped.
+    pub conflicts: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -43,6 +48,8 @@ pub struct CountersSnapshot {
     pub releases: u64,
     pub dropped: u64,
     pub persist_errors: u64,
+    pub probes: u64,
+    pub conflicts: u64,
 }
 
 impl Counters {
@@ -59,6 +66,8 @@ impl Counters {
             releases: self.releases.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             persist_errors: self.persist_errors.load(Relaxed),
+            probes: self.probes.load(Relaxed),
+            conflicts: self.conflicts.load(Relaxed),
         }
     }
 }

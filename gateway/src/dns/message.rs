@@ -169,19 +169,6 @@ pub fn fit(reply: Vec<u8>, limit: usize) -> Vec<u8> {
     out
 }
 
-/// Turns a cached reply into the answer for `req`: the client's ID, question
-/// spelling and RD bit; OPT removed if the client did not use EDNS.
-pub fn reply_from_cache(mut cached: Message, req: &Message) -> Option<Vec<u8>> {
-    cached
-        .set_id(req.id())
-        .set_recursion_desired(req.recursion_desired());
-    *cached.queries_mut() = req.queries().to_vec();
-    if req.extensions().is_none() {
-        *cached.extensions_mut() = None;
-    }
-    cached.to_vec().ok()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -1,9 +1,12 @@
 //! Talking to upstream resolvers. Every exchange uses a fresh socket (kernel-
 //! chosen random source port) and a fresh random ID, and a reply counts only if
 //! it comes from the upstream and echoes our ID and question: that is what
-//! stands between LAN clients and off-path cache poisoning.
+//! stands between LAN clients and off-path cache poisoning. DNS-over-TLS
+//! upstreams (RFC 7858) get the same ID and question checks on top of a
+//! certificate-verified channel.
 
 use super::message::{is_reply_to, is_truncated, set_id};
+use super::tls::TlsClient;
 use super::Counters;
 use hickory_proto::op::Query;
 use std::io;
@@ -17,16 +20,26 @@ use tokio::time::timeout;
 /// How long one upstream gets (per transport) before we move to the next.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where a query can go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Port 53, UDP with TCP for truncated answers.
+    Plain(SocketAddr),
+    /// DNS over TLS; `name` is what the certificate must say.
+    Tls { addr: SocketAddr, name: String },
+}
+
 /// The upstream that answered last goes first, so a dead resolver early in
 /// the list costs one timeout, not one per query.
-pub fn order(upstreams: &[Ipv4Addr], preferred: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
-    let mut out: Vec<Ipv4Addr> = preferred
+pub fn order<T: PartialEq + Clone>(upstreams: &[T], preferred: Option<&T>) -> Vec<T> {
+    let mut out: Vec<T> = preferred
         .filter(|p| upstreams.contains(p))
+        .cloned()
         .into_iter()
         .collect();
     for u in upstreams {
         if !out.contains(u) {
-            out.push(*u);
+            out.push(u.clone());
         }
     }
     out
@@ -37,13 +50,26 @@ pub fn order(upstreams: &[Ipv4Addr], preferred: Option<Ipv4Addr>) -> Vec<Ipv4Add
 pub async fn forward(
     query: &[u8],
     question: &Query,
-    upstreams: &[SocketAddr],
+    upstreams: &[Target],
     wait: Duration,
     counters: &Counters,
-) -> Option<(SocketAddr, Vec<u8>)> {
-    for &up in upstreams {
-        match exchange(up, query, question, wait, counters).await {
-            Ok(reply) => return Some((up, reply)),
+    tls: Option<&TlsClient>,
+) -> Option<(Target, Vec<u8>)> {
+    for up in upstreams {
+        let res = match up {
+            Target::Plain(addr) => exchange(*addr, query, question, wait, counters).await,
+            Target::Tls { addr, name } => match tls {
+                Some(t) => {
+                    match timeout(wait, t.exchange(*addr, name, query, question, counters)).await {
+                        Ok(r) => r,
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                None => Err(io::Error::other("no TLS client")),
+            },
+        };
+        match res {
+            Ok(reply) => return Some((up.clone(), reply)),
             Err(_) => {
                 counters.upstream_failures.fetch_add(1, Relaxed);
             }
@@ -60,26 +86,34 @@ async fn exchange(
     counters: &Counters,
 ) -> io::Result<Vec<u8>> {
     let reply = timeout(wait, udp(up, query, question, counters)).await??;
-    if !is_truncated(&reply) {
+    if let Some(reply) = reply.filter(|r| !is_truncated(r)) {
         return Ok(reply);
     }
     // The answer did not fit in a datagram: the full one is only available over TCP.
     timeout(wait, tcp(up, query, question, counters)).await?
 }
 
-fn with_fresh_id(query: &[u8]) -> (u16, Vec<u8>) {
+pub fn with_fresh_id(query: &[u8]) -> (u16, Vec<u8>) {
     let id: u16 = rand::random();
     let mut q = query.to_vec();
     set_id(&mut q, id);
     (id, q)
 }
 
+/// Largest UDP reply we accept for `query`: what its sender said it can take
+/// (the upstream sees the client's own OPT record), 512 without EDNS.
+fn udp_reply_limit(query: &[u8]) -> usize {
+    super::wire::parse_question(query).map_or(usize::from(u16::MAX), |q| q.udp_limit())
+}
+
+/// The genuine UDP reply, or None if it was larger than the query allowed
+/// (then only TCP can deliver it whole).
 async fn udp(
     up: SocketAddr,
     query: &[u8],
     question: &Query,
     counters: &Counters,
-) -> io::Result<Vec<u8>> {
+) -> io::Result<Option<Vec<u8>>> {
     let local: SocketAddr = match up {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -90,12 +124,18 @@ async fn udp(
     sock.connect(up).await?;
     let (id, q) = with_fresh_id(query);
     sock.send(&q).await?;
-    let mut buf = vec![0u8; 65535];
+    // One byte more than allowed, to notice a reply that would not fit (a
+    // 64 KiB buffer per query in flight would be most of our memory).
+    let cap = udp_reply_limit(query) + 1;
+    let mut buf = vec![0u8; cap];
     loop {
         let (n, from) = sock.recv_from(&mut buf).await?;
+        if from == up && n >= cap {
+            return Ok(None);
+        }
         if from == up && is_reply_to(&buf[..n], id, question) {
             buf.truncate(n);
-            return Ok(buf);
+            return Ok(Some(buf));
         }
         counters.spoofed_rejected.fetch_add(1, Relaxed);
     }
@@ -143,9 +183,9 @@ mod tests {
         let a = Ipv4Addr::new(10, 0, 0, 1);
         let b = Ipv4Addr::new(10, 0, 0, 2);
         assert_eq!(order(&[a, b], None), vec![a, b]);
-        assert_eq!(order(&[a, b], Some(b)), vec![b, a]);
+        assert_eq!(order(&[a, b], Some(&b)), vec![b, a]);
         // A preference no longer configured is ignored.
-        assert_eq!(order(&[a], Some(b)), vec![a]);
+        assert_eq!(order(&[a], Some(&b)), vec![a]);
     }
 
     /// Reply built from the query bytes the upstream received.
@@ -187,11 +227,18 @@ mod tests {
             got
         });
         let counters = Counters::default();
-        let (from, reply) = forward(&query, &question, &[up], TIMEOUT, &counters)
-            .await
-            .unwrap();
+        let (from, reply) = forward(
+            &query,
+            &question,
+            &[Target::Plain(up)],
+            TIMEOUT,
+            &counters,
+            None,
+        )
+        .await
+        .unwrap();
         let sent = srv.await.unwrap();
-        assert_eq!(from, up);
+        assert_eq!(from, Target::Plain(up));
         assert_eq!(&sent[2..], &query[2..], "only the ID is rewritten");
         assert_eq!(id(&reply), id(&sent));
         assert_eq!(counters.spoofed_rejected.load(Relaxed), 2);
@@ -226,20 +273,65 @@ mod tests {
             s.write_all(&r).await.unwrap();
         });
         let counters = Counters::default();
-        let ups = [dead.local_addr().unwrap(), up];
+        let ups = [Target::Plain(dead.local_addr().unwrap()), Target::Plain(up)];
         let (from, reply) = forward(
             &query,
             &question,
             &ups,
             Duration::from_millis(300),
             &counters,
+            None,
         )
         .await
         .unwrap();
-        assert_eq!(from, up);
+        assert_eq!(from, Target::Plain(up));
         assert!(!is_truncated(&reply), "full answer came over TCP");
         assert_eq!(counters.upstream_failures.load(Relaxed), 1);
         drop(dead);
+    }
+
+    #[tokio::test]
+    async fn reply_larger_than_the_client_allows_is_fetched_over_tcp() {
+        let tcp_srv = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = tcp_srv.local_addr().unwrap();
+        let udp_srv = UdpSocket::bind(up).await.unwrap();
+        // No EDNS: the client takes 512 bytes at most.
+        let query = query_msg("big.test.", RecordType::TXT, 7).to_vec().unwrap();
+        let question = Message::from_vec(&query).unwrap().queries()[0].clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let (n, client) = udp_srv.recv_from(&mut buf).await.unwrap();
+            let mut big = answer_to(&buf[..n], false);
+            big.resize(700, 0);
+            udp_srv.send_to(&big, client).await.unwrap();
+        });
+        tokio::spawn(async move {
+            let (mut s, _) = tcp_srv.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut q).await.unwrap();
+            let r = answer_to(&q, false);
+            s.write_all(&(r.len() as u16).to_be_bytes()).await.unwrap();
+            s.write_all(&r).await.unwrap();
+        });
+        let counters = Counters::default();
+        let (_, reply) = forward(
+            &query,
+            &question,
+            &[Target::Plain(up)],
+            Duration::from_secs(2),
+            &counters,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(
+            reply.len() < 512,
+            "the TCP answer, not the oversized datagram"
+        );
+        assert!(Message::from_vec(&reply).is_ok());
+        assert_eq!(counters.upstream_failures.load(Relaxed), 0);
     }
 
     #[tokio::test]
@@ -248,13 +340,14 @@ mod tests {
         let query = query_msg("a.test.", RecordType::A, 1).to_vec().unwrap();
         let question = Message::from_vec(&query).unwrap().queries()[0].clone();
         let counters = Counters::default();
-        let ups = [dead.local_addr().unwrap()];
+        let ups = [Target::Plain(dead.local_addr().unwrap())];
         assert!(forward(
             &query,
             &question,
             &ups,
             Duration::from_millis(100),
-            &counters
+            &counters,
+            None,
         )
         .await
         .is_none());
