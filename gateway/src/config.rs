@@ -496,6 +496,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn readme_example_is_valid() {
+        // The README's example config must keep parsing as the code evolves.
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("README has a toml block") + 8;
+        let len = readme[start..].find("```").unwrap();
+        let cfg =
+            parse(&readme[start..start + len]).unwrap_or_else(|e| panic!("README example: {e}"));
+        assert_eq!(cfg.dhcp.static_leases.len(), 1);
+    }
+
+    #[test]
     fn empty_file_is_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
     }
