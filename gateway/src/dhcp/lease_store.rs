@@ -497,8 +497,14 @@ impl LeaseStore {
     /// Records `lease`, replacing the client's previous record and whatever
     /// record held the same address. When that does not make room, the oldest
     /// expired lease is evicted; if none has expired the table is full. A host
-    /// name the lease carries is taken away from any other record.
+    /// name the lease carries is taken away from any other record. Binding
+    /// exactly the record that is already there (a client asking again within
+    /// the same second) changes nothing and records nothing.
     pub fn bind(&mut self, lease: Lease, now: u64) -> Result<(), StoreFull> {
+        if self.leases.get(&lease.ip) == Some(&lease) {
+            self.drop_offer_at(lease.ip);
+            return Ok(());
+        }
         let client = ClientKey {
             mac: lease.mac,
             id: lease.client_id.clone(),
@@ -930,6 +936,20 @@ mod tests {
         let s = LeaseStore::open(&path, 10).unwrap();
         let ips: Vec<_> = s.snapshot().iter().map(|l| l.ip.octets()[3]).collect();
         assert_eq!(ips, vec![101]);
+    }
+
+    #[test]
+    fn identical_bind_records_nothing() {
+        let t = TempDir::new("same");
+        let mut s = LeaseStore::open(&t.0.join("l.json"), 10).unwrap();
+        s.bind(lease(1, 1000), 0).unwrap();
+        let seq = s.journal_seq();
+        s.bind(lease(1, 1000), 0).unwrap();
+        assert_eq!(s.journal_seq(), seq);
+        // Still dirty: the first bind is not on disk yet.
+        assert!(s.is_dirty());
+        s.bind(lease(1, 1001), 0).unwrap();
+        assert_eq!(s.journal_seq(), seq + 1);
     }
 
     #[test]

@@ -366,8 +366,10 @@ impl Engine {
         }
     }
 
-    /// Runs a decision under the store's lock; also says whether it changed
-    /// the store (the journal sequence number a reply must wait for).
+    /// Runs a decision under the store's lock; also says which journal
+    /// sequence number its reply must wait for: the decision's own changes,
+    /// or, for an ACK that changed nothing (the same lease again), whatever
+    /// is not on disk yet, which may be that very lease.
     fn decide(
         &self,
         f: impl FnOnce(&mut super::lease_store::LeaseStore) -> Outcome,
@@ -376,7 +378,8 @@ impl Engine {
         let before = st.journal_seq();
         let o = f(&mut st);
         let after = st.journal_seq();
-        (o, (after > before).then_some(after))
+        let wait = after > before || (o.kind == Kind::Ack && st.is_dirty());
+        (o, wait.then_some(after))
     }
 }
 
