@@ -4,17 +4,14 @@
 //! reuse (a handshake per query would dominate the cost); a reused connection
 //! that turns out dead is replaced once, transparently.
 
-use super::message::is_reply_to;
-use super::upstream::with_fresh_id;
+use super::upstream::exchange_framed;
 use super::Counters;
 use hickory_proto::op::Query;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -100,44 +97,16 @@ impl TlsClient {
     ) -> io::Result<Vec<u8>> {
         if let Some(mut conn) = self.take_idle(addr, name) {
             // The server may have closed an idle connection: then start afresh.
-            if let Ok(reply) = one(&mut conn, query, question, counters).await {
+            if let Ok(reply) = exchange_framed(&mut conn, query, question, counters).await {
                 self.put_idle(addr, name, conn);
                 return Ok(reply);
             }
         }
         let mut conn = self.connect(addr, name).await?;
-        let reply = one(&mut conn, query, question, counters).await?;
+        let reply = exchange_framed(&mut conn, query, question, counters).await?;
         self.put_idle(addr, name, conn);
         Ok(reply)
     }
-}
-
-async fn one(
-    conn: &mut Conn,
-    query: &[u8],
-    question: &Query,
-    counters: &Counters,
-) -> io::Result<Vec<u8>> {
-    let len = u16::try_from(query.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
-    let (id, q) = with_fresh_id(query);
-    let mut framed = Vec::with_capacity(q.len() + 2);
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(&q);
-    conn.write_all(&framed).await?;
-    conn.flush().await?;
-    let mut len = [0u8; 2];
-    conn.read_exact(&mut len).await?;
-    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    conn.read_exact(&mut reply).await?;
-    if !is_reply_to(&reply, id, question) {
-        counters.spoofed_rejected.fetch_add(1, Relaxed);
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "TLS reply does not match the query",
-        ));
-    }
-    Ok(reply)
 }
 
 #[cfg(test)]

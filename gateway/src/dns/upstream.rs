@@ -147,14 +147,29 @@ async fn tcp(
     question: &Query,
     counters: &Counters,
 ) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(up).await?;
+    exchange_framed(&mut stream, query, question, counters).await
+}
+
+/// One query over a stream (TCP or TLS, RFC 1035 4.2.2 framing) with a fresh
+/// ID; the reply must match it.
+pub async fn exchange_framed<S>(
+    stream: &mut S,
+    query: &[u8],
+    question: &Query,
+    counters: &Counters,
+) -> io::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let len = u16::try_from(query.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
-    let mut stream = TcpStream::connect(up).await?;
     let (id, q) = with_fresh_id(query);
     let mut framed = Vec::with_capacity(q.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(&q);
     stream.write_all(&framed).await?;
+    stream.flush().await?;
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await?;
     let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
@@ -163,7 +178,7 @@ async fn tcp(
         counters.spoofed_rejected.fetch_add(1, Relaxed);
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "TCP reply does not match the query",
+            "stream reply does not match the query",
         ));
     }
     Ok(reply)
