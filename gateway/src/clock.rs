@@ -1,8 +1,15 @@
-//! Wall-clock time as Unix seconds, the unit leases, mappings and the UI share.
+//! Wall-clock time: Unix seconds (leases, mappings, the UI) and milliseconds
+//! (query log, NAT timestamps). One place, so every part agrees on the clock.
 
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

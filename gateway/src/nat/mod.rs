@@ -19,7 +19,7 @@ use mapping::{Mappings, Millis, Params, Proto, TcpState};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use translate::{Direction, Drop};
 
 /// The router's own ephemeral port range (net.ipv4.ip_local_port_range). Never used for
@@ -81,6 +81,20 @@ pub struct StatsView {
     pub expired: u64,
 }
 
+impl StatsView {
+    /// Every packet dropped, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.drop_no_wan_address
+            + self.drop_truncated
+            + self.drop_malformed
+            + self.drop_fragment
+            + self.drop_unsupported
+            + self.drop_no_mapping
+            + self.drop_not_for_us
+            + self.drop_ports_exhausted
+    }
+}
+
 /// One mapping as the UI shows it. Times are Unix seconds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MappingView {
@@ -119,10 +133,7 @@ impl Table {
     }
 
     pub fn with_params(params: Params) -> Self {
-        let epoch_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let epoch_unix_ms = crate::clock::unix_ms();
         Self {
             map: Mutex::new(Mappings::new(params, rand::random())),
             epoch: Instant::now(),

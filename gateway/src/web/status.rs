@@ -110,14 +110,7 @@ pub async fn page(State(state): State<AppState>) -> Response {
         lan_interface: state.ctx.config.lan.interface.clone(),
         lan_address: s.lan_address,
         nat_mappings: s.nat.mappings,
-        nat_dropped: s.nat.drop_no_wan_address
-            + s.nat.drop_truncated
-            + s.nat.drop_malformed
-            + s.nat.drop_fragment
-            + s.nat.drop_unsupported
-            + s.nat.drop_no_mapping
-            + s.nat.drop_not_for_us
-            + s.nat.drop_ports_exhausted,
+        nat_dropped: s.nat.dropped(),
         dns_queries: s.dns.queries.load(Relaxed),
         dns_cache_hits: s.dns.cache_hits.load(Relaxed),
         leases: s
