@@ -6,7 +6,6 @@
 //! will route this through RAUC's mark-good; the file format stays the same.
 
 use crate::log;
-use std::io::Write;
 
 pub const ESP_PARTNAME: &str = "esp";
 pub const GRUBENV: &str = "EFI/BOOT/grubenv";
@@ -123,7 +122,8 @@ pub fn edit_env(
         let mut vars = parse(&text).ok_or_else(|| format!("{path}: not a grubenv"))?;
         edit(&mut vars)?;
         let bytes = render(&vars).ok_or("grubenv would exceed 1 KiB")?;
-        write_atomic(path, &bytes).map_err(|e| format!("{path}: {e}"))
+        crate::atomic_file::write(std::path::Path::new(path), &bytes)
+            .map_err(|e| format!("{path}: {e}"))
     })
 }
 
@@ -143,16 +143,6 @@ pub fn confirm_boot() {
         Ok(()) => log!("bootslot: slot {slot} confirmed good"),
         Err(e) => log!("bootslot: {e}; slot {slot} stays unconfirmed"),
     }
-}
-
-fn write_atomic(path: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = format!("{path}.new");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    nix::unistd::sync();
-    Ok(())
 }
 
 #[cfg(test)]

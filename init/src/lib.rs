@@ -1,6 +1,7 @@
 //! gatehouse-init's parts, shared by PID 1 (`gatehouse-init`) and the serial
 //! recovery console (`gatehouse-console`).
 
+pub mod atomic_file;
 pub mod bootslot;
 pub mod console;
 pub mod data;

@@ -123,7 +123,8 @@ fn reset_network() {
     let text = std::fs::read_to_string(CONFIG).unwrap_or_default();
     let backup = format!("{CONFIG}.before-network-reset");
     let new = console::without_network(&text);
-    let result = std::fs::write(&backup, &text).and_then(|_| write_atomic(CONFIG, new.as_bytes()));
+    let result = std::fs::write(&backup, &text)
+        .and_then(|_| init::atomic_file::write(std::path::Path::new(CONFIG), new.as_bytes()));
     match result {
         Ok(()) => {
             log::line("console", "network settings reset to defaults");
@@ -135,14 +136,6 @@ fn reset_network() {
         }
         Err(e) => say(&format!("Cannot rewrite {CONFIG}: {e}\n")),
     }
-}
-
-fn write_atomic(path: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = format!("{path}.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 fn show_logs() {
