@@ -19,6 +19,8 @@ pub struct Config {
     pub dns: Dns,
     pub nat: Nat,
     pub ui: Ui,
+    pub traffic: Traffic,
+    pub capture: Capture,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +174,52 @@ pub struct Nat {
 #[serde(default, deny_unknown_fields)]
 pub struct Ui {
     pub port: u16,
+}
+
+/// Per-device traffic history (100 ms buckets).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Traffic {
+    pub enabled: bool,
+    /// Memory bound for the history; the oldest data goes first when it is hit.
+    pub memory_bytes: usize,
+    /// How far back the history reaches at most.
+    pub retention_hours: u32,
+}
+
+/// Per-client packet capture rings (LAN-side view of NATed traffic).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capture {
+    pub enabled: bool,
+    pub per_client_bytes: usize,
+    pub total_bytes: usize,
+    /// Bytes kept of each packet.
+    pub snaplen: u32,
+    /// MACs (aa:bb:cc:dd:ee:ff) whose packets are never captured.
+    pub disabled_clients: Vec<String>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            memory_bytes: 64 << 20,
+            retention_hours: 24,
+        }
+    }
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_client_bytes: 5 << 20,
+            total_bytes: 64 << 20,
+            snaplen: 65535,
+            disabled_clients: Vec::new(),
+        }
+    }
 }
 
 impl Default for System {
@@ -354,10 +402,38 @@ fn validate(cfg: &Config) -> Result<(), String> {
     }
     validate_dhcp_extras(d, lan)?;
     validate_dns(&cfg.dns)?;
+    validate_traffic(&cfg.traffic, &cfg.capture)?;
     if cfg.wan.mode != "dhcp" {
         return Err(format!(
             "wan.mode {:?} is not supported (use \"dhcp\")",
             cfg.wan.mode
+        ));
+    }
+    Ok(())
+}
+
+fn validate_traffic(t: &Traffic, c: &Capture) -> Result<(), String> {
+    if !(1..=24).contains(&t.retention_hours) {
+        return Err("traffic.retention_hours must be 1..=24".into());
+    }
+    if t.memory_bytes < 1 << 20 {
+        return Err("traffic.memory_bytes must be at least 1 MiB".into());
+    }
+    if c.per_client_bytes < 64 << 10 || c.per_client_bytes > c.total_bytes {
+        return Err(
+            "capture.per_client_bytes must be at least 64 KiB and at most capture.total_bytes"
+                .into(),
+        );
+    }
+    if c.total_bytes > 1 << 30 {
+        return Err("capture.total_bytes must be at most 1 GiB".into());
+    }
+    if !(64..=65535).contains(&c.snaplen) {
+        return Err("capture.snaplen must be 64..=65535".into());
+    }
+    if let Some(bad) = c.disabled_clients.iter().find(|m| parse_mac(m).is_none()) {
+        return Err(format!(
+            "capture.disabled_clients: {bad:?} is not aa:bb:cc:dd:ee:ff"
         ));
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! gatewayd: the LAN-facing services and the NAT datapath of a Gatehouse router.
 
 use gateway::context::Context;
-use gateway::{config, dhcp, dns, nat, wan, web};
+use gateway::{config, dhcp, dns, nat, traffic, wan, web};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -115,6 +115,7 @@ async fn serve(args: Args, loaded: config::Loaded) {
         dhcp: Arc::new(dhcp::Counters::default()),
         dns: Arc::new(dns::Counters::default()),
         nat: Arc::new(nat::Table::new()),
+        traffic: Arc::new(traffic::Traffic::new(&config, &args.data_dir)),
     };
     let mut tasks = tokio::task::JoinSet::new();
     if !args.no_wan_client {
@@ -144,21 +145,36 @@ async fn serve(args: Args, loaded: config::Loaded) {
     if config.nat.enabled {
         let nat_ctx = ctx.clone();
         let table = shared.nat.clone();
+        let tx = traffic::collector::spawn(shared.traffic.clone(), Some(shared.leases.clone()))
+            .expect("spawning the traffic collector");
+        let tap = traffic::tap::Tap::new(tx, shared.traffic.tap.clone());
         tasks.spawn(async move {
-            tokio::task::spawn_blocking(move || nat::run(nat_ctx, table))
+            tokio::task::spawn_blocking(move || nat::run(nat_ctx, table, tap))
                 .await
                 .map_err(|e| anyhow::anyhow!("nat thread: {e}"))?
         });
     }
     eprintln!("gatewayd: started");
-    // Any task ending is fatal: exit non-zero and let the supervisor restart us
-    // with a clean slate rather than run half a router.
-    if let Some(res) = tasks.join_next().await {
-        match res {
-            Ok(Ok(())) => eprintln!("gatewayd: a service stopped unexpectedly"),
-            Ok(Err(e)) => eprintln!("gatewayd: fatal: {e:#}"),
-            Err(e) => eprintln!("gatewayd: task panicked: {e}"),
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        // Any task ending is fatal: exit non-zero and let the supervisor restart us
+        // with a clean slate rather than run half a router.
+        Some(res) = tasks.join_next() => {
+            match res {
+                Ok(Ok(())) => eprintln!("gatewayd: a service stopped unexpectedly"),
+                Ok(Err(e)) => eprintln!("gatewayd: fatal: {e:#}"),
+                Err(e) => eprintln!("gatewayd: task panicked: {e}"),
+            }
+            std::process::exit(1);
         }
-        std::process::exit(1);
+        // A clean stop (init's shutdown): keep the traffic history for the next start.
+        _ = term.recv() => {
+            match shared.traffic.save() {
+                Ok(n) => eprintln!("gatewayd: stopping; traffic history saved ({n} bytes)"),
+                Err(e) => eprintln!("gatewayd: stopping; traffic history not saved: {e}"),
+            }
+            std::process::exit(0);
+        }
     }
 }

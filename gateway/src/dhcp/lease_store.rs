@@ -222,10 +222,10 @@ impl Writer {
             serde_json::to_writer(&mut bytes, l).map_err(io::Error::other)?;
         }
         bytes.extend_from_slice(b"\n]}\n");
-        write_atomic(&self.dir, &self.path, &bytes)?;
+        crate::atomic_file::write(&self.dir, &self.path, &bytes)?;
         let mut header = serde_json::to_vec(&JournalHeader { gen }).map_err(io::Error::other)?;
         header.push(b'\n');
-        write_atomic(&self.dir, &self.journal_path, &header)?;
+        crate::atomic_file::write(&self.dir, &self.journal_path, &header)?;
         self.journal = Some(OpenOptions::new().append(true).open(&self.journal_path)?);
         Ok(bytes.len() as u64)
     }
@@ -760,31 +760,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
-}
-
-/// Temp file in the same directory (rename is only atomic within a
-/// filesystem), fsync it, rename over the target, fsync the directory so the
-/// rename itself survives a power cut.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "lease path has no file name")
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {

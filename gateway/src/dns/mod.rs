@@ -14,6 +14,7 @@ mod blocklist;
 mod cache;
 mod local;
 pub mod message;
+pub mod names;
 pub mod querylog;
 mod resolver;
 mod server;
@@ -62,6 +63,9 @@ pub struct Counters {
     /// with `query_log`.
     #[serde(rename = "clients", serialize_with = "serialize_clients")]
     pub log: querylog::QueryLog,
+    /// Which name was looked up for which address, for the traffic history.
+    #[serde(skip)]
+    pub names: names::LookedUp,
 }
 
 fn serialize_clients<S: serde::Serializer>(

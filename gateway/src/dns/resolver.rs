@@ -337,6 +337,7 @@ impl Resolver {
             *p = Some(from);
         }
         c.forwarded.fetch_add(1, Relaxed);
+        c.names.record_reply(&reply);
         let stored: Option<Stored> = raw.as_ref().and_then(|q| {
             super::cache::prepare(&reply, q.qtype, q.section.len(), self.cache.policy)
         });

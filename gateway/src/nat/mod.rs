@@ -271,8 +271,13 @@ fn refresh_wan(ctx: &Context, wan: &WanAddr, table: &Table) {
     }
 }
 
-/// Installs the firewall and runs the queue loop on `table`. Blocking: run it on its own thread.
-pub fn run(ctx: Context, table: Arc<Table>) -> anyhow::Result<()> {
+/// Installs the firewall and runs the queue loop on `table`, noting traffic on `tap`.
+/// Blocking: run it on its own thread.
+pub fn run(
+    ctx: Context,
+    table: Arc<Table>,
+    mut tap: crate::traffic::tap::Tap,
+) -> anyhow::Result<()> {
     let cfg = &ctx.config;
     let spec = firewall::Spec {
         lan_if: cfg.lan.interface.clone(),
@@ -310,7 +315,7 @@ pub fn run(ctx: Context, table: Arc<Table>) -> anyhow::Result<()> {
             })
             .context("spawning nat maintenance thread")?
     };
-    let res = queue::serve(&mut queue, &table, &wan);
+    let res = queue::serve(&mut queue, &table, &wan, &mut tap);
     stop.store(true, Relaxed);
     let _ = maint.join();
     res

@@ -9,6 +9,7 @@
 use super::packet::Csum;
 use super::translate::{Direction, Drop};
 use super::{Table, WanAddr};
+use crate::traffic::tap::Tap;
 use anyhow::Context as _;
 use nfq::{Queue, Verdict};
 use std::sync::atomic::Ordering::Relaxed;
@@ -29,12 +30,26 @@ pub fn open(queue_num: u16) -> anyhow::Result<Queue> {
     Ok(q)
 }
 
-/// Serves the queue until the socket fails. Never panics on packet contents.
-pub fn serve(q: &mut Queue, table: &Table, wan: &WanAddr) -> anyhow::Result<()> {
+/// Serves the queue until the socket fails. Never panics on packet contents. Every packet
+/// that goes through is noted on `tap` in its LAN-side form.
+pub fn serve(q: &mut Queue, table: &Table, wan: &WanAddr, tap: &mut Tap) -> anyhow::Result<()> {
     let stats = &table.stats;
+    // Polls first, and only when the queue is empty hands the tap's partial batch over and
+    // blocks: the history stays current without a timer in the packet path.
+    q.set_nonblocking(true);
     loop {
         let mut msg = match q.recv() {
             Ok(m) => m,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                tap.idle();
+                q.set_nonblocking(false);
+                let m = q.recv();
+                q.set_nonblocking(true);
+                match m {
+                    Ok(m) => m,
+                    Err(e) => return Err(e).context("nfqueue recv"),
+                }
+            }
             Err(e) => match e.raw_os_error() {
                 // Interrupted, kernel queue overflow, or one oversized message: keep going.
                 Some(libc::EINTR | libc::ENOBUFS | libc::ENOSPC) => {
@@ -62,9 +77,26 @@ pub fn serve(q: &mut Queue, table: &Table, wan: &WanAddr) -> anyhow::Result<()> 
                     Csum::NotReady
                 };
                 let addr = wan.get();
-                table.translate(msg.get_payload_mut(), dir, addr, csum)
+                let now = crate::clock::unix_ns();
+                let buf = msg.get_payload_mut();
+                if dir == Direction::Outbound {
+                    // Outgoing packets are seen before NAT rewrites them.
+                    let mark = tap.note(buf, true, now);
+                    let r = table.translate(buf, dir, addr, csum);
+                    if r.is_err() {
+                        tap.rollback(mark);
+                    }
+                    r
+                } else {
+                    let r = table.translate(buf, dir, addr, csum);
+                    if r.is_ok() {
+                        tap.note(buf, false, now);
+                    }
+                    r
+                }
             }
         };
+        tap.maybe_flush();
         match (result, dir) {
             (Ok(()), Some(Direction::Outbound)) => stats.translated_out.fetch_add(1, Relaxed),
             (Ok(()), _) => stats.translated_in.fetch_add(1, Relaxed),

@@ -4,6 +4,7 @@
 //! firewall's input chain additionally drops anything arriving on the WAN port.
 
 mod status;
+pub mod traffic;
 
 use crate::context::Context;
 use crate::dhcp::lease_store::SharedStore;
@@ -20,6 +21,7 @@ pub struct Shared {
     pub dhcp: Arc<crate::dhcp::Counters>,
     pub dns: Arc<crate::dns::Counters>,
     pub nat: Arc<crate::nat::Table>,
+    pub traffic: Arc<crate::traffic::Traffic>,
 }
 
 #[derive(Clone)]
@@ -33,6 +35,16 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status::page))
         .route("/api/status", get(status::json))
         .route("/api/nat", get(status::nat_json))
+        .route("/api/traffic", get(traffic::series))
+        .route("/api/traffic/top", get(traffic::top))
+        .route("/api/traffic/summary", get(traffic::summary))
+        .route("/api/traffic/stats", get(traffic::stats))
+        .route("/api/traffic/live", get(traffic::live))
+        .route("/api/capture", get(traffic::capture_list))
+        .route(
+            "/api/capture/{mac}",
+            get(traffic::capture_download).post(traffic::capture_toggle),
+        )
         .with_state(state)
 }
 

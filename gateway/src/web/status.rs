@@ -15,6 +15,13 @@ pub struct LeaseRow {
     pub expires_in: String,
 }
 
+pub struct TalkerRow {
+    pub name: String,
+    pub mac: String,
+    pub up: String,
+    pub down: String,
+}
+
 #[derive(Template)]
 #[template(path = "index.html")]
 pub struct StatusPage {
@@ -30,6 +37,27 @@ pub struct StatusPage {
     pub dns_queries: u64,
     pub dns_cache_hits: u64,
     pub leases: Vec<LeaseRow>,
+    /// "12.3 MiB of 64.0 MiB"
+    pub traffic_memory: String,
+    /// "2h 5m" (or "no traffic yet")
+    pub traffic_reach: String,
+    pub capture_memory: String,
+    pub talkers: Vec<TalkerRow>,
+}
+
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -98,6 +126,17 @@ fn collect(state: &AppState) -> StatusJson {
 pub async fn page(State(state): State<AppState>) -> Response {
     let s = collect(&state);
     let now = crate::clock::unix_now();
+    let leases: Vec<LeaseRow> = s
+        .leases
+        .iter()
+        .map(|l| LeaseRow {
+            hostname: l.hostname.clone().unwrap_or_default(),
+            ip: l.ip.to_string(),
+            mac: format_mac(&l.mac),
+            expires_in: format_duration(l.expires.saturating_sub(now)),
+        })
+        .collect();
+    let (traffic_memory, traffic_reach, capture_memory, talkers) = traffic_view(&state, &leases);
     let page = StatusPage {
         hostname: s.hostname,
         uptime: format_duration(s.uptime_secs),
@@ -113,21 +152,61 @@ pub async fn page(State(state): State<AppState>) -> Response {
         nat_dropped: s.nat.dropped(),
         dns_queries: s.dns.queries.load(Relaxed),
         dns_cache_hits: s.dns.cache_hits.load(Relaxed),
-        leases: s
-            .leases
-            .iter()
-            .map(|l| LeaseRow {
-                hostname: l.hostname.clone().unwrap_or_default(),
-                ip: l.ip.to_string(),
-                mac: format_mac(&l.mac),
-                expires_in: format_duration(l.expires.saturating_sub(now)),
-            })
-            .collect(),
+        leases,
+        traffic_memory,
+        traffic_reach,
+        capture_memory,
+        talkers,
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
     }
+}
+
+/// History memory and reach, and the day's busiest devices.
+fn traffic_view(state: &AppState, leases: &[LeaseRow]) -> (String, String, String, Vec<TalkerRow>) {
+    let t = &state.shared.traffic;
+    let now = crate::clock::unix_ms();
+    let (stats, top) = {
+        let h = t.history();
+        let top = h.top(
+            None,
+            traffic_history::GroupBy::Client,
+            now.saturating_sub(86_400_000),
+            now,
+            10,
+        );
+        (h.stats(), top)
+    };
+    let memory = format!(
+        "{} of {}",
+        format_bytes(stats.memory_bytes as u64),
+        format_bytes(stats.memory_limit as u64)
+    );
+    let reach = match stats.oldest_ms {
+        Some(o) => format_duration(now.saturating_sub(o) / 1000),
+        None => "no traffic yet".into(),
+    };
+    let capture = format_bytes(t.captures().memory_bytes() as u64);
+    let talkers = top
+        .into_iter()
+        .filter_map(|r| {
+            let mac = format_mac(&r.client?);
+            let name = leases
+                .iter()
+                .find(|l| l.mac == mac)
+                .map(|l| l.hostname.clone())
+                .unwrap_or_default();
+            Some(TalkerRow {
+                name,
+                mac,
+                up: format_bytes(r.counts.up_bytes),
+                down: format_bytes(r.counts.down_bytes),
+            })
+        })
+        .collect();
+    (memory, reach, capture, talkers)
 }
 
 pub async fn json(State(state): State<AppState>) -> Json<StatusJson> {
@@ -144,6 +223,13 @@ pub async fn nat_json(State(state): State<AppState>) -> Json<NatJson> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(64 << 20), "64.0 MiB");
+    }
 
     #[test]
     fn durations() {
@@ -172,9 +258,20 @@ mod tests {
                 mac: format_mac(&[0x52, 0x54, 0, 0, 0, 1]),
                 expires_in: "1h".into(),
             }],
+            traffic_memory: "1.0 MiB of 64.0 MiB".into(),
+            traffic_reach: "1h 0m".into(),
+            capture_memory: "0 B".into(),
+            talkers: vec![TalkerRow {
+                name: "<img src=x onerror=alert(2)>".into(),
+                mac: format_mac(&[0x52, 0x54, 0, 0, 0, 1]),
+                up: "1 B".into(),
+                down: "2 B".into(),
+            }],
         };
         let html = page.render().unwrap();
         assert!(!html.contains("<script>alert(1)"));
+        assert!(!html.contains("<img src=x"));
+        assert!(html.contains("1.0 MiB of 64.0 MiB"));
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
         assert!(html.contains("52:54:00:00:00:01"));
     }
