@@ -572,6 +572,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn traffic_and_capture_bounds_are_checked() {
+        let c = parse("[traffic]\nmemory_bytes = 8388608\n[capture]\nsnaplen = 128\ndisabled_clients = [\"02:00:00:00:00:01\"]\n").unwrap();
+        assert_eq!(c.traffic.memory_bytes, 8 << 20);
+        assert_eq!(c.capture.snaplen, 128);
+        for (text, what) in [
+            ("[traffic]\nretention_hours = 48\n", "retention_hours"),
+            ("[traffic]\nmemory_bytes = 10\n", "memory_bytes"),
+            (
+                "[capture]\nper_client_bytes = 134217728\n",
+                "per_client_bytes",
+            ),
+            ("[capture]\nsnaplen = 10\n", "snaplen"),
+            (
+                "[capture]\ndisabled_clients = [\"nope\"]\n",
+                "disabled_clients",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(what), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn readme_example_is_valid() {
         // The README's example config must keep parsing as the code evolves.
         let readme = include_str!("../../README.md");
