@@ -11,11 +11,15 @@ pub type Mac = [u8; 6];
 
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
+type Map = HashMap<Ipv4Addr, Mac, foldhash::fast::RandomState>;
+
 pub struct ClientMap {
     leases: Option<SharedStore>,
     arp_path: std::path::PathBuf,
-    map: HashMap<Ipv4Addr, Mac>,
+    map: Map,
     refreshed: Option<Instant>,
+    /// The last hit: packets come in runs from one device.
+    last: Option<(Ipv4Addr, Mac)>,
 }
 
 impl ClientMap {
@@ -23,14 +27,29 @@ impl ClientMap {
         Self {
             leases,
             arp_path: "/proc/net/arp".into(),
-            map: HashMap::new(),
+            map: Map::default(),
             refreshed: None,
+            last: None,
         }
+    }
+
+    /// Pins an address to a device (tests and benchmarks; the daemon learns from leases and
+    /// neighbours). A later refresh replaces it.
+    pub fn insert(&mut self, ip: Ipv4Addr, mac: Mac) {
+        self.last = None;
+        self.map.insert(ip, mac);
+        self.refreshed.get_or_insert_with(Instant::now);
     }
 
     /// The MAC of `ip`, if any source knows it.
     pub fn lookup(&mut self, ip: Ipv4Addr) -> Option<Mac> {
+        if let Some((i, m)) = self.last {
+            if i == ip {
+                return Some(m);
+            }
+        }
         if let Some(m) = self.map.get(&ip) {
+            self.last = Some((ip, *m));
             return Some(*m);
         }
         if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
@@ -44,8 +63,9 @@ impl ClientMap {
     /// while the neighbour entry may be stale).
     pub fn refresh(&mut self) {
         self.refreshed = Some(Instant::now());
-        let mut map = std::fs::read_to_string(&self.arp_path)
-            .map(|t| parse_arp(&t))
+        self.last = None;
+        let mut map: Map = std::fs::read_to_string(&self.arp_path)
+            .map(|t| parse_arp(&t).into_iter().collect())
             .unwrap_or_default();
         if let Some(store) = &self.leases {
             if let Ok(s) = store.lock() {
