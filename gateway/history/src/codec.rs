@@ -4,7 +4,8 @@
 //! chunk  = group*                         groups sorted by client index
 //! group  = v(client delta) v(body len) counts body
 //!          body = pair*                   pairs sorted by pair id
-//! pair   = v(pair delta) v((n-1) << 2 | bitmap << 1 | base)
+//! pair   = v(pair delta) v((n-1) << 3 | bitmap << 2 | mode)
+//!          [v(up size) v(down size)]      only in mode 2
 //!          [v(body len) counts]           only when n > SMALL_PAIR
 //!          offsets and values:
 //!            bitmap = 0: (v(offset delta) value)*n
@@ -16,8 +17,15 @@
 //! ```
 //!
 //! `v` is an unsigned LEB128 varint. Deltas are `id - previous - 1`, the first one is
-//! the value itself. With `base` set, stored bytes are `bytes - 40 * packets`: real IP
-//! packets are at least 40 bytes, so ACK-sized traffic fits one varint byte.
+//! the value itself. Bytes are stored relative to what the packet count predicts, per
+//! the pair's mode, whichever is shortest for that pair-chunk:
+//!
+//! * mode 0: bytes as they are;
+//! * mode 1: `bytes - 40 * packets` (real IP packets are at least 40 bytes, so a few
+//!   ACKs fit one byte);
+//! * mode 2: zigzag of `bytes - size * packets`, with the pair's mean packet size per
+//!   direction stored once: bulk flows are mostly full-size packets and ACKs all look
+//!   alike, so what is left is small.
 //!
 //! Group and pair totals let coarse queries skip the bucket data; small pairs carry
 //! none, because decoding a few buckets costs less than the totals would take.
@@ -29,8 +37,109 @@ pub(crate) const CHUNK_BUCKETS: u64 = 600;
 const BITMAP_BYTES: usize = (CHUNK_BUCKETS as usize).div_ceil(8);
 /// Pairs with at most this many buckets in a chunk store neither length nor totals.
 pub(crate) const SMALL_PAIR: usize = 4;
-/// Smallest packet assumed by the `base` encoding (IPv4 + TCP headers).
+/// Smallest packet assumed by mode 1 (IPv4 + TCP headers).
 const MIN_PACKET: u64 = 40;
+
+/// How a pair's byte counts are stored: predicted as `packets * size`, the rest as a
+/// varint, zigzagged when it may be negative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Model {
+    up: u64,
+    down: u64,
+    signed: bool,
+}
+
+impl Model {
+    fn mode(&self) -> u64 {
+        match (self.signed, self.up) {
+            (true, _) => 2,
+            (false, 0) => 0,
+            (false, _) => 1,
+        }
+    }
+
+    /// What is stored for `bytes` over `pkts` packets of predicted `size`.
+    fn residual(&self, bytes: u64, pkts: u64, size: u64) -> Option<u64> {
+        let pred = pkts.checked_mul(size)?;
+        if self.signed {
+            let d = i64::try_from(bytes)
+                .ok()?
+                .checked_sub(i64::try_from(pred).ok()?)?;
+            Some(((d << 1) ^ (d >> 63)) as u64)
+        } else {
+            bytes.checked_sub(pred)
+        }
+    }
+
+    /// Inverse of `residual`; wraps rather than panics on bad input.
+    #[inline(always)]
+    fn bytes(&self, stored: u64, pkts: u64, size: u64) -> u64 {
+        let pred = pkts.wrapping_mul(size);
+        if self.signed {
+            let d = (stored >> 1) as i64 ^ -((stored & 1) as i64);
+            pred.wrapping_add(d as u64)
+        } else {
+            pred.wrapping_add(stored)
+        }
+    }
+
+    /// The same, checked, for validation.
+    fn bytes_checked(&self, stored: u64, pkts: u64, size: u64) -> Option<u64> {
+        let pred = pkts.checked_mul(size)?;
+        if self.signed {
+            let d = (stored >> 1) as i64 ^ -((stored & 1) as i64);
+            pred.checked_add_signed(d)
+        } else {
+            pred.checked_add(stored)
+        }
+    }
+
+    /// Bytes the values of `p` take under this model, None if it cannot hold them.
+    fn cost(&self, p: &[Entry]) -> Option<usize> {
+        let mut n = if self.signed {
+            varint_len(self.up) + varint_len(self.down)
+        } else {
+            0
+        };
+        for e in p {
+            let a = &e.acc;
+            if a.up_packets > 0 {
+                n += varint_len(self.residual(a.up_bytes, a.up_packets.into(), self.up)?);
+            }
+            if a.down_packets > 0 {
+                n += varint_len(self.residual(a.down_bytes, a.down_packets.into(), self.down)?);
+            }
+        }
+        Some(n)
+    }
+
+    /// The cheapest model for these buckets.
+    fn choose(p: &[Entry], totals: &Counts) -> Model {
+        let mean = |b: u64, n: u64| b.saturating_add(n / 2).checked_div(n).unwrap_or(0);
+        let candidates = [
+            Model::default(),
+            Model {
+                up: MIN_PACKET,
+                down: MIN_PACKET,
+                signed: false,
+            },
+            Model {
+                up: mean(totals.up_bytes, totals.up_packets),
+                down: mean(totals.down_bytes, totals.down_packets),
+                signed: true,
+            },
+        ];
+        let mut best = (usize::MAX, Model::default());
+        for m in candidates {
+            if let Some(c) = m.cost(p) {
+                if c < best.0 {
+                    best = (c, m);
+                }
+            }
+        }
+        best.1
+    }
+}
 
 /// One bucket's counters while a chunk is open. Packets fit u32 (4e9 in 100 ms is not a
 /// thing), bytes do not necessarily.
@@ -62,13 +171,64 @@ pub(crate) struct Entry {
     pub acc: Acc,
 }
 
-/// What a chunk holds, kept beside its blob.
+/// What a chunk holds, kept beside its blob. The peaks (of bytes per bucket summed over
+/// all pairs) let a summary of everyone skip decoding whole chunks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ChunkInfo {
     pub totals: Counts,
+    /// Non-empty pair-buckets.
     pub buckets: u32,
     pub first_off: u16,
     pub last_off: u16,
+    /// Offsets with any traffic.
+    pub active: u16,
+    pub peak_up_off: u16,
+    pub peak_down_off: u16,
+    pub peak_up: u64,
+    pub peak_down: u64,
+}
+
+/// Bytes per offset summed over the pairs of a chunk, to find its peaks.
+struct Profile {
+    up: Vec<u64>,
+    down: Vec<u64>,
+    seen: Vec<bool>,
+}
+
+impl Profile {
+    fn new() -> Self {
+        let n = CHUNK_BUCKETS as usize;
+        Profile {
+            up: vec![0; n],
+            down: vec![0; n],
+            seen: vec![false; n],
+        }
+    }
+
+    fn add(&mut self, off: u16, up: u64, down: u64) {
+        let i = usize::from(off);
+        self.up[i] = self.up[i].saturating_add(up);
+        self.down[i] = self.down[i].saturating_add(down);
+        self.seen[i] = true;
+    }
+
+    /// Fills the activity and peak fields; ties go to the earliest offset.
+    fn finish(&self, info: &mut ChunkInfo) {
+        for i in 0..CHUNK_BUCKETS as usize {
+            if !self.seen[i] {
+                continue;
+            }
+            info.active += 1;
+            if self.up[i] > info.peak_up {
+                info.peak_up = self.up[i];
+                info.peak_up_off = i as u16;
+            }
+            if self.down[i] > info.peak_down {
+                info.peak_down = self.down[i];
+                info.peak_down_off = i as u16;
+            }
+        }
+    }
 }
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -107,8 +267,12 @@ pub(crate) fn encode_chunk(entries: &[Entry]) -> (Vec<u8>, ChunkInfo) {
         first_off: u16::MAX,
         ..Default::default()
     };
+    let mut prof = Profile::new();
     let mut prev_client = None;
     for g in entries.chunk_by(|a, b| a.client == b.client) {
+        for e in g {
+            prof.add(e.off, e.acc.up_bytes, e.acc.down_bytes);
+        }
         group.clear();
         let mut gt = Counts::default();
         let mut prev_pair = None;
@@ -130,22 +294,20 @@ pub(crate) fn encode_chunk(entries: &[Entry]) -> (Vec<u8>, ChunkInfo) {
     if info.buckets == 0 {
         info.first_off = 0;
     }
+    prof.finish(&mut info);
     (out, info)
 }
 
 fn encode_pair(p: &[Entry], prev: Option<u64>, out: &mut Vec<u8>, body: &mut Vec<u8>) -> Counts {
     let mut totals = Counts::default();
-    let mut base = true;
     let mut delta_len = 0;
     let mut prev_off = None;
     for e in p {
-        let a = &e.acc;
-        totals += a.counts();
-        base &= a.up_bytes >= MIN_PACKET * u64::from(a.up_packets)
-            && a.down_bytes >= MIN_PACKET * u64::from(a.down_packets);
+        totals += e.acc.counts();
         delta_len += varint_len(delta(u64::from(e.off), prev_off));
         prev_off = Some(u64::from(e.off));
     }
+    let model = Model::choose(p, &totals);
     // Dense pairs (long streams) are cheaper as a bitmap than as one delta per bucket.
     let bitmap = delta_len > BITMAP_BYTES;
     body.clear();
@@ -156,19 +318,23 @@ fn encode_pair(p: &[Entry], prev: Option<u64>, out: &mut Vec<u8>, body: &mut Vec
         }
         body.extend_from_slice(&bm);
         for e in p {
-            put_value(body, &e.acc, base);
+            put_value(body, &e.acc, &model);
         }
     } else {
         let mut prev_off = None;
         for e in p {
             put_varint(body, delta(u64::from(e.off), prev_off));
             prev_off = Some(u64::from(e.off));
-            put_value(body, &e.acc, base);
+            put_value(body, &e.acc, &model);
         }
     }
     put_varint(out, delta(u64::from(p[0].pair), prev));
     let n = p.len() as u64;
-    put_varint(out, (n - 1) << 2 | u64::from(bitmap) << 1 | u64::from(base));
+    put_varint(out, (n - 1) << 3 | u64::from(bitmap) << 2 | model.mode());
+    if model.signed {
+        put_varint(out, model.up);
+        put_varint(out, model.down);
+    }
     if p.len() > SMALL_PAIR {
         put_varint(out, body.len() as u64);
         put_counts(out, &totals);
@@ -177,7 +343,7 @@ fn encode_pair(p: &[Entry], prev: Option<u64>, out: &mut Vec<u8>, body: &mut Vec
     totals
 }
 
-fn put_value(out: &mut Vec<u8>, a: &Acc, base: bool) {
+fn put_value(out: &mut Vec<u8>, a: &Acc, m: &Model) {
     let up = u64::from(a.up_packets);
     let dn = u64::from(a.down_packets);
     out.push((up.min(15) | dn.min(15) << 4) as u8);
@@ -187,12 +353,12 @@ fn put_value(out: &mut Vec<u8>, a: &Acc, base: bool) {
     if dn >= 15 {
         put_varint(out, dn - 15);
     }
-    let sub = if base { MIN_PACKET } else { 0 };
+    // `choose` only picks a model that holds every value.
     if up > 0 {
-        put_varint(out, a.up_bytes - sub * up);
+        put_varint(out, m.residual(a.up_bytes, up, m.up).unwrap_or(0));
     }
     if dn > 0 {
-        put_varint(out, a.down_bytes - sub * dn);
+        put_varint(out, m.residual(a.down_bytes, dn, m.down).unwrap_or(0));
     }
 }
 
@@ -222,7 +388,7 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn byte(&mut self) -> u8 {
         match self.buf.get(self.pos) {
             Some(&b) => {
@@ -236,14 +402,37 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline]
+    /// Inline for the one- to three-byte values that make up nearly all of a blob.
+    #[inline(always)]
     pub(crate) fn varint(&mut self) -> u64 {
-        let b = self.byte();
-        if b < 0x80 {
-            return u64::from(b);
+        let (buf, p) = (self.buf, self.pos);
+        if let Some(&b0) = buf.get(p) {
+            if b0 < 0x80 {
+                self.pos = p + 1;
+                return u64::from(b0);
+            }
+            if let Some(&b1) = buf.get(p + 1) {
+                let v = u64::from(b0 & 0x7f);
+                if b1 < 0x80 {
+                    self.pos = p + 2;
+                    return v | u64::from(b1) << 7;
+                }
+                if let Some(&b2) = buf.get(p + 2) {
+                    if b2 < 0x80 {
+                        self.pos = p + 3;
+                        return v | u64::from(b1 & 0x7f) << 7 | u64::from(b2) << 14;
+                    }
+                }
+            }
         }
-        let mut v = u64::from(b & 0x7f);
-        let mut shift = 7;
+        self.varint_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> u64 {
+        let mut v = 0;
+        let mut shift = 0;
         loop {
             let b = self.byte();
             if shift == 63 && b > 1 {
@@ -286,8 +475,8 @@ impl<'a> Reader<'a> {
 
 /// Reads one bucket value. Arithmetic wraps: only validated blobs reach queries, and a
 /// bad one must give wrong numbers at worst, never a panic.
-#[inline]
-fn get_value(r: &mut Reader, base: bool) -> Counts {
+#[inline(always)]
+fn get_value(r: &mut Reader, m: &Model) -> Counts {
     let h = r.byte();
     let mut up = u64::from(h & 15);
     let mut dn = u64::from(h >> 4);
@@ -297,14 +486,13 @@ fn get_value(r: &mut Reader, base: bool) -> Counts {
     if dn == 15 {
         dn = dn.wrapping_add(r.varint());
     }
-    let sub = if base { MIN_PACKET } else { 0 };
     let up_bytes = if up > 0 {
-        r.varint().wrapping_add(sub.wrapping_mul(up))
+        m.bytes(r.varint(), up, m.up)
     } else {
         0
     };
     let down_bytes = if dn > 0 {
-        r.varint().wrapping_add(sub.wrapping_mul(dn))
+        m.bytes(r.varint(), dn, m.down)
     } else {
         0
     };
@@ -318,7 +506,7 @@ fn get_value(r: &mut Reader, base: bool) -> Counts {
 
 /// Decodes a pair's offsets and values, calling `f(offset, counts)` in offset order.
 #[inline]
-fn decode_body(r: &mut Reader, n: u64, bitmap: bool, base: bool, mut f: impl FnMut(u16, Counts)) {
+fn decode_body(r: &mut Reader, n: u64, bitmap: bool, m: &Model, mut f: impl FnMut(u16, Counts)) {
     if bitmap {
         let bm = r.slice(BITMAP_BYTES as u64);
         for (i, &byte) in bm.iter().enumerate() {
@@ -326,7 +514,7 @@ fn decode_body(r: &mut Reader, n: u64, bitmap: bool, base: bool, mut f: impl FnM
             while bits != 0 {
                 let off = (i * 8) as u16 + bits.trailing_zeros() as u16;
                 bits &= bits - 1;
-                f(off, get_value(r, base));
+                f(off, get_value(r, m));
             }
         }
     } else {
@@ -338,12 +526,30 @@ fn decode_body(r: &mut Reader, n: u64, bitmap: bool, base: bool, mut f: impl FnM
             } else {
                 off.wrapping_add(d).wrapping_add(1)
             };
-            let c = get_value(r, base);
+            let c = get_value(r, m);
             if r.bad {
                 return;
             }
             f(off as u16, c);
         }
+    }
+}
+
+/// Reads the mode bits and, for mode 2, the sizes that follow them.
+fn read_model(r: &mut Reader, mode: u64) -> Option<Model> {
+    match mode {
+        0 => Some(Model::default()),
+        1 => Some(Model {
+            up: MIN_PACKET,
+            down: MIN_PACKET,
+            signed: false,
+        }),
+        2 => Some(Model {
+            up: r.varint(),
+            down: r.varint(),
+            signed: true,
+        }),
+        _ => None,
     }
 }
 
@@ -396,38 +602,22 @@ impl<'a> Iterator for Groups<'a> {
 pub(crate) struct PairRec<'a> {
     pub pair: u32,
     pub totals: Counts,
-    body: Body<'a>,
-}
-
-enum Body<'a> {
-    Coded {
-        data: &'a [u8],
-        n: u64,
-        bitmap: bool,
-        base: bool,
-    },
-    Inline {
-        n: u8,
-        items: [(u16, Counts); SMALL_PAIR],
-    },
+    data: &'a [u8],
+    n: u64,
+    bitmap: bool,
+    model: Model,
 }
 
 impl PairRec<'_> {
     #[inline]
     pub(crate) fn for_each_bucket(&self, mut f: impl FnMut(u16, &Counts)) {
-        match &self.body {
-            Body::Coded {
-                data,
-                n,
-                bitmap,
-                base,
-            } => decode_body(&mut Reader::new(data), *n, *bitmap, *base, |o, c| f(o, &c)),
-            Body::Inline { n, items } => {
-                for (o, c) in &items[..usize::from(*n)] {
-                    f(*o, c);
-                }
-            }
-        }
+        decode_body(
+            &mut Reader::new(self.data),
+            self.n,
+            self.bitmap,
+            &self.model,
+            |o, c| f(o, &c),
+        );
     }
 }
 
@@ -457,47 +647,89 @@ impl<'a> Iterator for Pairs<'a> {
         };
         self.prev = Some(pair);
         let nf = self.r.varint();
-        let n = (nf >> 2).wrapping_add(1);
-        let bitmap = nf & 2 != 0;
-        let base = nf & 1 != 0;
-        let rec = if n > SMALL_PAIR as u64 {
+        let n = (nf >> 3).wrapping_add(1);
+        let bitmap = nf & 4 != 0;
+        let model = read_model(&mut self.r, nf & 3).unwrap_or_default();
+        let (totals, data) = if n > SMALL_PAIR as u64 {
             let len = self.r.varint();
             let totals = self.r.counts();
-            let data = self.r.slice(len);
-            PairRec {
-                pair: pair as u32,
-                totals,
-                body: Body::Coded {
-                    data,
-                    n,
-                    bitmap,
-                    base,
-                },
-            }
+            (totals, self.r.slice(len))
         } else {
-            let mut items = [(0u16, Counts::default()); SMALL_PAIR];
-            let mut k = 0;
+            // No stored totals: add up the few buckets, and keep their bytes to decode
+            // again should the caller want them one by one.
+            let start = self.r.rest();
             let mut totals = Counts::default();
-            decode_body(&mut self.r, n, bitmap, base, |o, c| {
-                if k < SMALL_PAIR {
-                    items[k] = (o, c);
-                    k += 1;
-                    totals += c;
-                }
-            });
-            PairRec {
-                pair: pair as u32,
-                totals,
-                body: Body::Inline {
-                    n: k as u8,
-                    items,
-                },
-            }
+            decode_body(&mut self.r, n, bitmap, &model, |_, c| totals += c);
+            (totals, &start[..start.len() - self.r.rest().len()])
         };
         if self.r.bad {
             return None;
         }
-        Some(rec)
+        Some(PairRec {
+            pair: pair as u32,
+            totals,
+            data,
+            n,
+            bitmap,
+            model,
+        })
+    }
+}
+
+/// Encodes an hour's per-pair totals, sorted by (client, pair), in the chunk layout
+/// minus the buckets: groups as in a chunk, each pair `v(pair delta) counts`.
+pub(crate) fn encode_rollup(items: &[(u32, u32, Counts)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut body = Vec::new();
+    let mut prev_client = None;
+    for g in items.chunk_by(|a, b| a.0 == b.0) {
+        body.clear();
+        let mut gt = Counts::default();
+        let mut prev_pair = None;
+        for &(_, pair, c) in g {
+            put_varint(&mut body, delta(u64::from(pair), prev_pair));
+            put_counts(&mut body, &c);
+            prev_pair = Some(u64::from(pair));
+            gt += c;
+        }
+        let client = u64::from(g[0].0);
+        put_varint(&mut out, delta(client, prev_client));
+        put_varint(&mut out, body.len() as u64);
+        put_counts(&mut out, &gt);
+        out.extend_from_slice(&body);
+        prev_client = Some(client);
+    }
+    out
+}
+
+/// The pairs of one group of a rollup: (pair, totals).
+pub(crate) struct RollupPairs<'a> {
+    r: Reader<'a>,
+    prev: Option<u64>,
+}
+
+pub(crate) fn rollup_pairs(body: &[u8]) -> RollupPairs<'_> {
+    RollupPairs {
+        r: Reader::new(body),
+        prev: None,
+    }
+}
+
+impl Iterator for RollupPairs<'_> {
+    type Item = (u32, Counts);
+    #[inline]
+    fn next(&mut self) -> Option<(u32, Counts)> {
+        if self.r.at_end() || self.r.bad {
+            return None;
+        }
+        let d = self.r.varint();
+        let pair = match self.prev {
+            None => d,
+            Some(p) => p.wrapping_add(d).wrapping_add(1),
+        };
+        self.prev = Some(pair);
+        let c = self.r.counts();
+        (!self.r.bad).then_some((pair as u32, c))
     }
 }
 
@@ -521,6 +753,7 @@ pub(crate) fn validate(
         first_off: u16::MAX,
         ..Default::default()
     };
+    let mut prof = Profile::new();
     let mut prev_client: Option<u64> = None;
     while !r.at_end() {
         let d = r.varint();
@@ -537,7 +770,7 @@ pub(crate) fn validate(
         if r.bad {
             return Err("truncated client group");
         }
-        let sum = validate_group(body, client as u32, &mut pair_ok, &mut info)?;
+        let sum = validate_group(body, client as u32, &mut pair_ok, &mut info, &mut prof)?;
         if sum != gt {
             return Err("client group totals do not match its buckets");
         }
@@ -546,6 +779,7 @@ pub(crate) fn validate(
     if info.buckets == 0 {
         return Err("empty chunk");
     }
+    prof.finish(&mut info);
     Ok(info)
 }
 
@@ -554,6 +788,7 @@ fn validate_group(
     client: u32,
     pair_ok: &mut impl FnMut(u32, u32) -> bool,
     info: &mut ChunkInfo,
+    prof: &mut Profile,
 ) -> Result<Counts, &'static str> {
     let mut r = Reader::new(body);
     let mut sum = Counts::default();
@@ -574,12 +809,12 @@ fn validate_group(
             return Err("pair not in the dictionary or under another client");
         }
         let nf = r.varint();
-        let n = (nf >> 2) + 1;
-        let bitmap = nf & 2 != 0;
-        let base = nf & 1 != 0;
-        if nf >> 2 >= CHUNK_BUCKETS {
+        let n = (nf >> 3) + 1;
+        let bitmap = nf & 4 != 0;
+        if nf >> 3 >= CHUNK_BUCKETS {
             return Err("too many buckets in a pair");
         }
+        let model = read_model(&mut r, nf & 3).ok_or("bad byte count mode")?;
         let (stored, data) = if n > SMALL_PAIR as u64 {
             let len = r.varint();
             let t = r.counts();
@@ -596,7 +831,7 @@ fn validate_group(
             // Small pairs are read in place, from the group reader.
             std::mem::replace(&mut r, Reader::new(&[]))
         };
-        let pt = validate_body(&mut pr, n, bitmap, base, info)?;
+        let pt = validate_body(&mut pr, n, bitmap, &model, info, prof)?;
         if let Some(t) = stored {
             if !pr.at_end() {
                 return Err("pair body longer than its buckets");
@@ -616,8 +851,9 @@ fn validate_body(
     r: &mut Reader,
     n: u64,
     bitmap: bool,
-    base: bool,
+    m: &Model,
     info: &mut ChunkInfo,
+    prof: &mut Profile,
 ) -> Result<Counts, &'static str> {
     let mut offs = Vec::with_capacity(n as usize);
     if bitmap {
@@ -635,9 +871,10 @@ fn validate_body(
     }
     let mut sum = Counts::default();
     let mut prev: Option<u64> = None;
-    for i in 0..n as usize {
+    let mut from_bitmap = offs.iter();
+    for _ in 0..n {
         let off = if bitmap {
-            offs[i]
+            from_bitmap.next().copied().unwrap_or(u64::MAX)
         } else {
             let d = r.varint();
             match prev {
@@ -649,8 +886,9 @@ fn validate_body(
             return Err("bucket offset out of order or range");
         }
         prev = Some(off);
-        let c = validate_value(r, base)?;
+        let c = validate_value(r, m)?;
         checked_add(&mut sum, &c).ok_or("totals overflow")?;
+        prof.add(off as u16, c.up_bytes, c.down_bytes);
         info.first_off = info.first_off.min(off as u16);
         info.last_off = info.last_off.max(off as u16);
         info.buckets += 1;
@@ -661,7 +899,7 @@ fn validate_body(
     Ok(sum)
 }
 
-fn validate_value(r: &mut Reader, base: bool) -> Result<Counts, &'static str> {
+fn validate_value(r: &mut Reader, m: &Model) -> Result<Counts, &'static str> {
     let h = r.byte();
     if h == 0 {
         return Err("empty bucket");
@@ -677,16 +915,15 @@ fn validate_value(r: &mut Reader, base: bool) -> Result<Counts, &'static str> {
     if up > u64::from(u32::MAX) || dn > u64::from(u32::MAX) {
         return Err("packet count out of range");
     }
-    let sub = if base { MIN_PACKET } else { 0 };
-    let mut bytes = |pk: u64| -> Option<u64> {
+    let mut bytes = |pk: u64, size: u64| -> Option<u64> {
         if pk == 0 {
             Some(0)
         } else {
-            r.varint().checked_add(sub * pk)
+            m.bytes_checked(r.varint(), pk, size)
         }
     };
-    let up_bytes = bytes(up).ok_or("byte count overflow")?;
-    let down_bytes = bytes(dn).ok_or("byte count overflow")?;
+    let up_bytes = bytes(up, m.up).ok_or("byte count out of range")?;
+    let down_bytes = bytes(dn, m.down).ok_or("byte count out of range")?;
     if r.bad {
         return Err("truncated bucket");
     }
@@ -723,7 +960,17 @@ mod tests {
 
     #[test]
     fn varint_round_trip() {
-        for v in [0, 1, 127, 128, 300, 16383, 16384, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16383,
+            16384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v));
@@ -740,32 +987,68 @@ mod tests {
     #[test]
     fn chunk_round_trip_all_shapes() {
         let mut entries = Vec::new();
-        // Small pair, base encoding, escapes for big packet counts.
-        entries.push(Entry { client: 0, pair: 3, off: 5, acc: acc(52 * 20, 1500 * 300, 20, 300) });
-        // Pair with tiny packets (no base) and one direction only.
+        // Small pair of ACK-sized and full packets (mode 1), escaped packet counts.
+        entries.push(Entry {
+            client: 0,
+            pair: 3,
+            off: 5,
+            acc: acc(52 * 20, 1500 * 300, 20, 300),
+        });
+        // Tiny packets (mode 0), one direction only.
         for off in [0u16, 1, 2, 9, 100, 599] {
-            entries.push(Entry { client: 0, pair: 7, off, acc: acc(0, 5, 0, 1) });
+            entries.push(Entry {
+                client: 0,
+                pair: 7,
+                off,
+                acc: acc(0, 5, 0, 1),
+            });
+        }
+        // Sizes scattered around their mean (mode 2, residuals of both signs).
+        for off in (0..300u16).step_by(7) {
+            let k = u64::from(off % 5 + 1);
+            let jitter = if off % 2 == 0 { 700 } else { 0 };
+            entries.push(Entry {
+                client: 0,
+                pair: 9,
+                off,
+                acc: acc(52 * k + 3, 1500 * k + jitter - 350, k as u32, k as u32),
+            });
         }
         // Dense pair: bitmap.
         for off in 0..600u16 {
-            entries.push(Entry { client: 2, pair: 1, off, acc: acc(60, 1400 * 3, 1, 3) });
+            entries.push(Entry {
+                client: 2,
+                pair: 1,
+                off,
+                acc: acc(60, 1400 * 3, 1, 3),
+            });
         }
         let (blob, info) = encode_chunk(&entries);
         assert_eq!(info.buckets as usize, entries.len());
         assert_eq!((info.first_off, info.last_off), (0, 599));
         let got = decode_all(&blob);
-        let want: Vec<_> =
-            entries.iter().map(|e| (e.client, e.pair, e.off, e.acc.counts())).collect();
+        let want: Vec<_> = entries
+            .iter()
+            .map(|e| (e.client, e.pair, e.off, e.acc.counts()))
+            .collect();
         assert_eq!(got, want);
         assert_eq!(validate(&blob, |_, _| true), Ok(info));
-        // The dense pair costs about one byte per bucket for offsets and header combined.
-        assert!(blob.len() < 600 * 5, "{}", blob.len());
+        // Mode 2 leaves the dense pair's sizes at one byte each, so a bucket takes
+        // about three bytes (header, up, down) plus its bitmap bit.
+        assert!(blob.len() < 600 * 4, "{}", blob.len());
+        let (dense, _) = encode_chunk(&entries[entries.len() - 600..]);
+        assert!(dense.len() <= 600 * 3 + 75 + 50, "{}", dense.len());
     }
 
     #[test]
     fn validate_rejects_each_truncation() {
         let entries: Vec<_> = (0..40u16)
-            .map(|i| Entry { client: u32::from(i / 10), pair: u32::from(i / 3), off: i * 7 % 600, acc: acc(100, 900, 1, 2) })
+            .map(|i| Entry {
+                client: u32::from(i / 10),
+                pair: u32::from(i / 3),
+                off: i * 7 % 600,
+                acc: acc(100, 900, 1, 2),
+            })
             .collect();
         let mut entries = entries;
         entries.sort_by_key(|e| (e.client, e.pair, e.off));
@@ -774,7 +1057,11 @@ mod tests {
         // A cut between groups is a valid shorter chunk (the snapshot's length and
         // checksum catch those); any other cut must fail.
         for cut in 0..blob.len() {
-            assert_ne!(validate(&blob[..cut], |_, _| true), Ok(info), "cut at {cut}");
+            assert_ne!(
+                validate(&blob[..cut], |_, _| true),
+                Ok(info),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -5,10 +5,14 @@
 //!
 //! Time is cut into one-minute chunks of 600 buckets. Recent chunks are *open*: a hash
 //! map from (pair id, bucket) to counters takes the records. Once a chunk is older than
-//! [`LATE_GRACE_MS`] past its end it is *sealed* into one compact byte blob (see
-//! `codec.rs` for the layout: about five bytes per non-empty pair-bucket on home traffic
-//! where a map node per bucket costs around a hundred). Records for a sealed chunk are
-//! counted as `late_dropped`.
+//! [`LATE_GRACE_MS`] past its end it is *sealed* into one compact byte blob, grouped by
+//! client, then pair, with varint counters (see `codec.rs`: about six bytes per non-empty
+//! pair-bucket on the benchmark's home traffic, where a tree node per bucket takes about
+//! ninety). Records for a sealed chunk are counted as `late_dropped`.
+//!
+//! Coarse queries avoid decoding buckets: each chunk keeps its totals and peaks, each
+//! client group and larger pair in a blob carries its totals, and every complete hour
+//! gets a rollup of per-pair totals (see `query.rs`).
 //!
 //! Old chunks go first: by age once they end more than `retention_ms` before now, and by
 //! memory while [`History::memory_bytes`] is over `memory_limit`. [`History::oldest_ms`]
@@ -31,7 +35,6 @@ use std::mem::size_of;
 use std::net::IpAddr;
 
 use codec::{Acc, ChunkInfo, Entry, CHUNK_BUCKETS};
-use foldhash::HashMapExt;
 
 pub use query::{GroupBy, Point, QueryError, Summary, Talker};
 pub use snapshot::SnapshotError;
@@ -42,6 +45,8 @@ pub type Mac = [u8; 6];
 pub const BUCKET_MS: u64 = 100;
 /// Length of one chunk, the unit of sealing and eviction.
 pub const CHUNK_MS: u64 = BUCKET_MS * CHUNK_BUCKETS;
+/// Chunks summed up in one rollup: an hour.
+pub(crate) const HOUR_CHUNKS: u64 = 60;
 /// How long after its end a chunk still takes records.
 pub const LATE_GRACE_MS: u64 = 5_000;
 /// Records stamped further than this past the last `advance` time are dropped, so a bad
@@ -148,6 +153,9 @@ pub struct Stats {
     /// Bytes of sealed blobs (the compact part of `memory_bytes`).
     pub sealed_bytes: usize,
     pub sealed_buckets: u64,
+    /// Hourly per-pair totals kept for long-range queries, and their bytes.
+    pub rollups: usize,
+    pub rollup_bytes: usize,
 }
 
 /// Bookkeeping cost assumed per heap allocation (malloc header and rounding).
@@ -200,6 +208,15 @@ impl Sealed {
     fn cost(&self) -> usize {
         self.blob.len() + ALLOC_OVERHEAD
     }
+}
+
+/// Per-pair totals of the sealed chunks of one hour, so that day-long top lists read 24
+/// small blobs instead of 1440 chunks. Always equal to the sum of the chunks held for
+/// that hour: evicting any of them drops the rollup.
+struct Rollup {
+    hour: u64,
+    blob: Box<[u8]>,
+    totals: Counts,
 }
 
 /// (client, remote) as two integers: cheap to hash and compare. The IP version sits in
@@ -285,7 +302,10 @@ impl Dict {
         if let Some(&c) = self.client_ids.get(&mac_u64(mac)) {
             return c;
         }
-        let e = ClientEntry { mac: *mac, pairs: 0 };
+        let e = ClientEntry {
+            mac: *mac,
+            pairs: 0,
+        };
         let c = match self.free_clients.pop() {
             Some(c) => {
                 self.clients[c as usize] = e;
@@ -393,6 +413,11 @@ pub struct History {
     /// The map of the last sealed chunk, cleared, for the next one: saves regrowing it
     /// every minute.
     spare: Option<BucketMap>,
+    /// Ascending by hour.
+    rollups: VecDeque<Rollup>,
+    rollup_bytes: usize,
+    /// Hours below this have had their rollup built (or had no chunks).
+    rolled_before: u64,
     dict: Dict,
     records: u64,
     late_dropped: u64,
@@ -403,7 +428,9 @@ pub struct History {
 
 impl fmt::Debug for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("History").field("stats", &self.stats()).finish()
+        f.debug_struct("History")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -418,6 +445,9 @@ impl History {
             sealed_buckets: 0,
             open: VecDeque::new(),
             spare: None,
+            rollups: VecDeque::new(),
+            rollup_bytes: 0,
+            rolled_before: 0,
             dict: Dict::default(),
             records: 0,
             late_dropped: 0,
@@ -486,7 +516,53 @@ impl History {
                 self.seal(oc);
             }
         }
+        if self.sealed_before / HOUR_CHUNKS > self.rolled_before {
+            self.build_rollups();
+        }
         self.evict();
+    }
+
+    /// Rolls up every hour whose chunks are all sealed.
+    fn build_rollups(&mut self) {
+        let full_hours = self.sealed_before / HOUR_CHUNKS;
+        while self.rolled_before < full_hours {
+            let first = self.rolled_before * HOUR_CHUNKS;
+            let i = self.sealed.partition_point(|s| s.chunk < first);
+            let Some(hour) = self.sealed.get(i).map(|s| s.chunk / HOUR_CHUNKS) else {
+                break;
+            };
+            if hour >= full_hours {
+                break;
+            }
+            let j = self
+                .sealed
+                .partition_point(|s| s.chunk < (hour + 1) * HOUR_CHUNKS);
+            let mut items = Vec::new();
+            let mut totals = Counts::default();
+            for s in self.sealed.range(i..j) {
+                totals += s.info.totals;
+                for g in codec::groups(&s.blob) {
+                    items.extend(codec::pairs(g.body).map(|p| (g.client, p.pair, p.totals)));
+                }
+            }
+            items.sort_unstable_by_key(|&(c, p, _)| (c, p));
+            items.dedup_by(|b, a| {
+                let same = (a.0, a.1) == (b.0, b.1);
+                if same {
+                    a.2 += b.2;
+                }
+                same
+            });
+            let r = Rollup {
+                hour,
+                blob: codec::encode_rollup(&items).into_boxed_slice(),
+                totals,
+            };
+            self.rollup_bytes += r.blob.len() + ALLOC_OVERHEAD;
+            self.rollups.push_back(r);
+            self.rolled_before = hour + 1;
+        }
+        self.rolled_before = self.rolled_before.max(full_hours);
     }
 
     fn seal(&mut self, oc: OpenChunk) {
@@ -504,7 +580,11 @@ impl History {
             });
         }
         map.clear();
-        if self.spare.as_ref().is_none_or(|s| s.capacity() < map.capacity()) {
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < map.capacity())
+        {
             self.spare = Some(map);
         }
         if entries.is_empty() {
@@ -537,6 +617,14 @@ impl History {
             self.sealed_bytes -= s.cost();
             self.sealed_buckets -= u64::from(s.info.buckets);
             self.note_evicted(s.chunk);
+            if self
+                .rollups
+                .front()
+                .is_some_and(|r| r.hour == s.chunk / HOUR_CHUNKS)
+            {
+                let r = self.rollups.pop_front().expect("checked");
+                self.rollup_bytes -= r.blob.len() + ALLOC_OVERHEAD;
+            }
         }
     }
 
@@ -576,6 +664,7 @@ impl History {
             self.dict.prune(min_chunk, &self.open);
             if self.memory_bytes() > self.cfg.memory_limit {
                 self.sealed.shrink_to_fit();
+                self.rollups.shrink_to_fit();
             }
         }
     }
@@ -591,6 +680,8 @@ impl History {
         size_of::<Self>()
             + vec_bytes::<Sealed>(self.sealed.capacity())
             + self.sealed_bytes
+            + vec_bytes::<Rollup>(self.rollups.capacity())
+            + self.rollup_bytes
             + vec_bytes::<OpenChunk>(self.open.capacity())
             + open
             + self
@@ -643,6 +734,8 @@ impl History {
             stored_buckets: self.sealed_buckets + open_buckets as u64,
             sealed_bytes: self.sealed.iter().map(|s| s.blob.len()).sum(),
             sealed_buckets: self.sealed_buckets,
+            rollups: self.rollups.len(),
+            rollup_bytes: self.rollups.iter().map(|r| r.blob.len()).sum(),
         }
     }
 }
@@ -660,7 +753,7 @@ fn open_chunk<'a>(
         Some(i) if open[i].chunk == c => i,
         _ => {
             let i = pos.map_or(0, |i| i + 1);
-            let map = spare.take().unwrap_or_else(BucketMap::new);
+            let map = spare.take().unwrap_or_default();
             open.insert(
                 i,
                 OpenChunk {

@@ -1,9 +1,10 @@
 //! Queries: series, top talkers, summary.
 //!
-//! All three walk the same scan. A chunk that lies wholly inside the range is read at
-//! the coarsest level the query can use: the chunk's totals, one client group's totals,
-//! or per-pair totals; only chunks cut by the range, and queries that need single
-//! buckets (fine series, summary peaks), decode buckets.
+//! All three walk the same scan. An hour or a chunk that lies wholly inside the range
+//! is read at the coarsest level the query can use: its totals, one client group's
+//! totals, or per-pair totals (from the hour's rollup when there is one). Only chunks
+//! cut by the range, and queries that need single buckets (fine series, summary
+//! peaks), decode buckets.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,8 +12,10 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
-use crate::codec::{self, CHUNK_BUCKETS};
-use crate::{format_mac, Counts, History, Mac, BUCKET_MS, CHUNK_MS, MAX_POINTS, MAX_TIME_MS};
+use crate::codec::{self, ChunkInfo, CHUNK_BUCKETS};
+use crate::{
+    format_mac, Counts, History, Mac, Rollup, BUCKET_MS, HOUR_CHUNKS, MAX_POINTS, MAX_TIME_MS,
+};
 
 /// Finest resolution and coarsest resolution a series may ask for.
 pub const MIN_RES_MS: u64 = BUCKET_MS;
@@ -95,10 +98,11 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
-/// How coarse a whole chunk may be handed to a sink.
+/// How coarse a span of buckets may be handed to a sink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Level {
-    Chunk,
+    /// One total for everything in the span.
+    All,
     Client,
     Pair,
     Bucket,
@@ -107,11 +111,18 @@ pub(crate) enum Level {
 /// `client` or `pair` is NONE when the level is coarser than that.
 const NONE: u32 = u32::MAX;
 
-/// Receives counts from a scan. At the Chunk, Client and Pair levels `bucket` is the
-/// chunk's first bucket and the counts cover the whole chunk.
+/// Receives counts from a scan. Above the Bucket level `bucket` is the first bucket of
+/// the span (chunk or hour) and the counts cover all of it.
 trait Sink {
-    fn level(&self) -> Level;
+    /// The coarsest level at which the sink can take totals for buckets
+    /// [first_b, end_b), or None if it needs them one by one.
+    fn coarse(&self, first_b: u64, end_b: u64) -> Option<Level>;
     fn add(&mut self, client: u32, pair: u32, bucket: u64, c: &Counts);
+    /// Offered a sealed chunk that lies wholly in the range when nothing is filtered;
+    /// true if the sink took it from its info alone.
+    fn whole_chunk(&mut self, _first_b: u64, _info: &ChunkInfo) -> bool {
+        false
+    }
     fn end_chunk(&mut self) {}
 }
 
@@ -137,7 +148,7 @@ impl History {
         Some(Filter { client, remote })
     }
 
-    fn scan(&self, f: &Filter, from_b: u64, to_b: u64, sink: &mut impl Sink) {
+    fn scan<S: Sink>(&self, f: &Filter, from_b: u64, to_b: u64, sink: &mut S) {
         if from_b >= to_b {
             return;
         }
@@ -148,22 +159,53 @@ impl History {
         } else if f.client.is_some() {
             Level::Client
         } else {
-            Level::Chunk
+            Level::All
         };
-        let start = self.sealed.partition_point(|s| s.chunk < first_c);
-        for s in self.sealed.range(start..) {
+        let coarse = |sink: &mut S, a: u64, b: u64| {
+            if a >= from_b && b <= to_b {
+                sink.coarse(a, b).map(|l| l.max(filter_level))
+            } else {
+                None
+            }
+        };
+        let hour_buckets = HOUR_CHUNKS * CHUNK_BUCKETS;
+        let mut i = self.sealed.partition_point(|s| s.chunk < first_c);
+        let mut ri = self
+            .rollups
+            .partition_point(|r| r.hour < first_c / HOUR_CHUNKS);
+        while let Some(s) = self.sealed.get(i) {
             if s.chunk > last_c {
                 break;
             }
+            let hour = s.chunk / HOUR_CHUNKS;
+            while self.rollups.get(ri).is_some_and(|r| r.hour < hour) {
+                ri += 1;
+            }
+            let h0 = hour * hour_buckets;
+            if let Some(r) = self.rollups.get(ri).filter(|r| r.hour == hour) {
+                if let Some(level) = coarse(sink, h0, h0 + hour_buckets) {
+                    self.scan_rollup(r, h0, f, level, sink);
+                    sink.end_chunk();
+                    while self
+                        .sealed
+                        .get(i)
+                        .is_some_and(|s| s.chunk / HOUR_CHUNKS == hour)
+                    {
+                        i += 1;
+                    }
+                    continue;
+                }
+            }
             let c0 = s.chunk * CHUNK_BUCKETS;
             let whole = c0 >= from_b && c0 + CHUNK_BUCKETS <= to_b;
-            let level = if whole {
-                sink.level().max(filter_level)
-            } else {
-                Level::Bucket
-            };
+            if whole && filter_level == Level::All && sink.whole_chunk(c0, &s.info) {
+                i += 1;
+                continue;
+            }
+            let level = coarse(sink, c0, c0 + CHUNK_BUCKETS).unwrap_or(Level::Bucket);
             self.scan_sealed(&s.blob, s.info.totals, c0, f, level, from_b, to_b, sink);
             sink.end_chunk();
+            i += 1;
         }
         for o in &self.open {
             if o.chunk < first_c || o.chunk > last_c {
@@ -177,7 +219,8 @@ impl History {
                 }
                 let pair = (k >> 16) as u32;
                 let e = &self.dict.pairs[pair as usize];
-                if f.client.is_some_and(|c| c != e.client) || f.remote.is_some_and(|r| r != e.remote)
+                if f.client.is_some_and(|c| c != e.client)
+                    || f.remote.is_some_and(|r| r != e.remote)
                 {
                     continue;
                 }
@@ -199,7 +242,7 @@ impl History {
         to_b: u64,
         sink: &mut impl Sink,
     ) {
-        if level == Level::Chunk {
+        if level == Level::All {
             sink.add(NONE, NONE, c0, &totals);
             return;
         }
@@ -236,6 +279,35 @@ impl History {
         }
     }
 
+    fn scan_rollup(&self, r: &Rollup, h0: u64, f: &Filter, level: Level, sink: &mut impl Sink) {
+        if level == Level::All {
+            sink.add(NONE, NONE, h0, &r.totals);
+            return;
+        }
+        for g in codec::groups(&r.blob) {
+            if let Some(c) = f.client {
+                if g.client < c {
+                    continue;
+                }
+                if g.client > c {
+                    break;
+                }
+            }
+            if level == Level::Client {
+                sink.add(g.client, NONE, h0, &g.totals);
+                continue;
+            }
+            for (pair, c) in codec::rollup_pairs(g.body) {
+                if let Some(r) = f.remote {
+                    if self.dict.pairs.get(pair as usize).map(|e| e.remote) != Some(r) {
+                        continue;
+                    }
+                }
+                sink.add(g.client, pair, h0, &c);
+            }
+        }
+    }
+
     /// Non-empty points only, ascending, summed over the matching pairs into buckets of
     /// `res_ms` aligned to multiples of `res_ms` in Unix time. A 100 ms bucket belongs to
     /// the range [from_ms, to_ms) when its start does; a point's `t_ms` may therefore lie
@@ -248,7 +320,7 @@ impl History {
         to_ms: u64,
         res_ms: u64,
     ) -> Result<Vec<Point>, QueryError> {
-        if res_ms % BUCKET_MS != 0 || !(MIN_RES_MS..=MAX_RES_MS).contains(&res_ms) {
+        if !res_ms.is_multiple_of(BUCKET_MS) || !(MIN_RES_MS..=MAX_RES_MS).contains(&res_ms) {
             return Err(QueryError::BadResolution { res_ms });
         }
         if from_ms > to_ms {
@@ -274,12 +346,8 @@ impl History {
             res_b,
             first_p,
             points: vec![Counts::default(); points as usize],
-            // A whole chunk falls in one point only when points are whole minutes.
-            level: if res_ms % CHUNK_MS == 0 {
-                Level::Chunk
-            } else {
-                Level::Bucket
-            },
+            lo: first_p * res_b,
+            at: 0,
         };
         self.scan(&f, from_b, to_b, &mut sink);
         Ok(sink
@@ -397,18 +465,26 @@ struct SeriesSink {
     res_b: u64,
     first_p: u64,
     points: Vec<Counts>,
-    level: Level,
+    /// Buckets [lo, lo + res_b) go to point `at`: a pair's buckets come in order, so
+    /// most need no division.
+    lo: u64,
+    at: usize,
 }
 
 impl Sink for SeriesSink {
-    fn level(&self) -> Level {
-        self.level
+    /// Totals do when the whole span falls into one point.
+    fn coarse(&self, first_b: u64, end_b: u64) -> Option<Level> {
+        (first_b / self.res_b == (end_b - 1) / self.res_b).then_some(Level::All)
     }
 
     #[inline]
     fn add(&mut self, _: u32, _: u32, bucket: u64, c: &Counts) {
-        let i = (bucket / self.res_b).wrapping_sub(self.first_p) as usize;
-        if let Some(p) = self.points.get_mut(i) {
+        if bucket.wrapping_sub(self.lo) >= self.res_b {
+            let p = bucket / self.res_b;
+            self.lo = p * self.res_b;
+            self.at = p.wrapping_sub(self.first_p) as usize;
+        }
+        if let Some(p) = self.points.get_mut(self.at) {
             *p += *c;
         }
     }
@@ -420,11 +496,11 @@ struct TopSink {
 }
 
 impl Sink for TopSink {
-    fn level(&self) -> Level {
-        match self.by {
+    fn coarse(&self, _: u64, _: u64) -> Option<Level> {
+        Some(match self.by {
             GroupBy::Client => Level::Client,
             GroupBy::Remote | GroupBy::Pair => Level::Pair,
-        }
+        })
     }
 
     #[inline]
@@ -450,8 +526,9 @@ struct SummarySink {
 }
 
 impl Sink for SummarySink {
-    fn level(&self) -> Level {
-        Level::Bucket
+    /// Peaks need every bucket.
+    fn coarse(&self, _: u64, _: u64) -> Option<Level> {
+        None
     }
 
     #[inline]
@@ -464,13 +541,39 @@ impl Sink for SummarySink {
         self.out.counts += *c;
     }
 
+    fn whole_chunk(&mut self, first_b: u64, info: &ChunkInfo) -> bool {
+        let t = |off: u16| (first_b + u64::from(off)) * BUCKET_MS;
+        let o = &mut self.out;
+        o.counts += info.totals;
+        o.active_buckets += u64::from(info.active);
+        o.first_seen_ms = Some(
+            o.first_seen_ms
+                .map_or(t(info.first_off), |f| f.min(t(info.first_off))),
+        );
+        o.last_seen_ms = Some(
+            o.last_seen_ms
+                .map_or(t(info.last_off), |l| l.max(t(info.last_off))),
+        );
+        peak(
+            &mut o.peak_up_bps,
+            &mut o.peak_up_ms,
+            info.peak_up,
+            t(info.peak_up_off),
+        );
+        peak(
+            &mut o.peak_down_bps,
+            &mut o.peak_down_ms,
+            info.peak_down,
+            t(info.peak_down_off),
+        );
+        true
+    }
+
     fn end_chunk(&mut self) {
         let Some(chunk) = self.chunk.take() else {
             return;
         };
         let o = &mut self.out;
-        // Bits per second from bytes per bucket.
-        let bps = |bytes: u64| bytes.saturating_mul(8 * 1000 / BUCKET_MS);
         for i in 0..CHUNK_BUCKETS as usize {
             if !self.seen[i] {
                 continue;
@@ -479,17 +582,22 @@ impl Sink for SummarySink {
             o.first_seen_ms = Some(o.first_seen_ms.map_or(t, |f| f.min(t)));
             o.last_seen_ms = Some(o.last_seen_ms.map_or(t, |l| l.max(t)));
             o.active_buckets += 1;
-            if bps(self.up[i]) > o.peak_up_bps {
-                o.peak_up_bps = bps(self.up[i]);
-                o.peak_up_ms = Some(t);
-            }
-            if bps(self.down[i]) > o.peak_down_bps {
-                o.peak_down_bps = bps(self.down[i]);
-                o.peak_down_ms = Some(t);
-            }
+            peak(&mut o.peak_up_bps, &mut o.peak_up_ms, self.up[i], t);
+            peak(&mut o.peak_down_bps, &mut o.peak_down_ms, self.down[i], t);
             self.up[i] = 0;
             self.down[i] = 0;
             self.seen[i] = false;
         }
+    }
+}
+
+/// Takes `bytes` in one bucket at `t` as the new peak if it beats the old one; buckets
+/// come in time order, so ties keep the earliest.
+fn peak(bps: &mut u64, at: &mut Option<u64>, bytes: u64, t: u64) {
+    // Bits per second from bytes per 100 ms bucket.
+    let b = bytes.saturating_mul(8 * 1000 / BUCKET_MS);
+    if b > *bps {
+        *bps = b;
+        *at = Some(t);
     }
 }

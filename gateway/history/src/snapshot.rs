@@ -92,7 +92,9 @@ pub(crate) fn checksum(b: &[u8]) -> u64 {
     }
     let mut last = [0u8; 8];
     last[..words.remainder().len()].copy_from_slice(words.remainder());
-    h = (h ^ u64::from_le_bytes(last)).wrapping_mul(P).rotate_left(29);
+    h = (h ^ u64::from_le_bytes(last))
+        .wrapping_mul(P)
+        .rotate_left(29);
     h ^ h >> 32
 }
 
@@ -133,7 +135,7 @@ fn read_section(r: &mut impl Read) -> Result<Vec<u8>, SnapshotError> {
 }
 
 impl History {
-    /// Sealed and open chunks as (client, pair, offset) entries sorted for encoding.
+    /// An open chunk's buckets as entries sorted for encoding.
     fn open_entries(&self, oc: &OpenChunk) -> Vec<Entry> {
         let mut entries: Vec<Entry> = oc
             .map
@@ -256,8 +258,7 @@ impl History {
             return Err(corrupt("different bucket or chunk length"));
         }
         let max_chunk = MAX_TIME_MS / (BUCKET_MS * CHUNK_BUCKETS);
-        if now_ms > MAX_TIME_MS || sealed_before > max_chunk || evicted_before > MAX_TIME_MS + 1
-        {
+        if now_ms > MAX_TIME_MS || sealed_before > max_chunk || evicted_before > MAX_TIME_MS + 1 {
             return Err(corrupt("time out of range"));
         }
 
@@ -274,7 +275,10 @@ impl History {
             match dr.byte() {
                 0 => client_live.push(false),
                 1 => {
-                    mac = dr.slice(6).try_into().map_err(|_| SnapshotError::Truncated)?;
+                    mac = dr
+                        .slice(6)
+                        .try_into()
+                        .map_err(|_| SnapshotError::Truncated)?;
                     if dict.client_ids.insert(mac_u64(&mac), i).is_some() {
                         return Err(corrupt("duplicate client"));
                     }
@@ -445,6 +449,7 @@ impl History {
         };
         let (d, o) = (&mut h.dict, &h.open);
         d.prune(min_chunk, o);
+        h.build_rollups();
         h.evict();
         Ok(h)
     }

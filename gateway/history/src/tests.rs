@@ -30,7 +30,7 @@ fn mac(i: u8) -> Mac {
 }
 
 fn ip(i: u8) -> IpAddr {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         IpAddr::V4(Ipv4Addr::new(93, 184, 0, i))
     } else {
         IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(i)))
@@ -95,7 +95,10 @@ impl Reference {
         from: u64,
         to: u64,
     ) -> impl Iterator<Item = (Mac, IpAddr, u64, Counts)> + '_ {
-        let (from_b, to_b) = (from.div_ceil(BUCKET_MS), to.div_ceil(BUCKET_MS).max(from.div_ceil(BUCKET_MS)));
+        let (from_b, to_b) = (
+            from.div_ceil(BUCKET_MS),
+            to.div_ceil(BUCKET_MS).max(from.div_ceil(BUCKET_MS)),
+        );
         let lo = (from_b, [0; 6], IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let hi = (to_b, [0; 6], IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert!(!self.dirty, "freeze the reference before querying it");
@@ -185,7 +188,9 @@ impl Reference {
 /// one-second batches with `advance` after each, like gatewayd does.
 fn fill(h: &mut History, reference: &mut Reference, seed: u64, minutes: u64) -> u64 {
     let mut rng = Rng(seed);
-    let sizes = [0u32, 1, 39, 40, 52, 60, 576, 1400, 1500, 9000, 65535, 4_000_000];
+    let sizes = [
+        0u32, 1, 39, 40, 52, 60, 576, 1400, 1500, 9000, 65535, 4_000_000,
+    ];
     let end = T0 + minutes * 60_000;
     let stream_from = T0 + rng.below(minutes / 2 + 1) * 60_000 + rng.below(60_000);
     let stream_to = stream_from + 6 * 60_000;
@@ -193,7 +198,7 @@ fn fill(h: &mut History, reference: &mut Reference, seed: u64, minutes: u64) -> 
     let mut now = T0;
     let mut t = T0;
     while t < end {
-        let busy = (t - T0) / 600_000 % 3 != 0;
+        let busy = !((t - T0) / 600_000).is_multiple_of(3);
         if rng.chance(if busy { 0.25 } else { 0.03 }) {
             let c = rng.below(5) as u8;
             let r = rng.below(8) as u8;
@@ -211,7 +216,7 @@ fn fill(h: &mut History, reference: &mut Reference, seed: u64, minutes: u64) -> 
             batch.push(rec(t + rng.below(100), 1, 2, Dir::Up, 52));
         }
         t += BUCKET_MS;
-        if t % 1000 == 0 {
+        if t.is_multiple_of(1000) {
             h.ingest(&batch);
             batch.iter().for_each(|r| reference.add(r));
             batch.clear();
@@ -245,14 +250,19 @@ fn pick_remote(rng: &mut Rng) -> Option<IpAddr> {
 /// totals paths run too.
 fn check_against(h: &History, reference: &Reference, seed: u64, span: u64, queries: usize) {
     let mut rng = Rng(seed ^ 0x5eed);
-    let resolutions = [100, 200, 300, 700, 1000, 5000, 60_000, 120_000, 300_000, 3_600_000];
+    let resolutions = [
+        100, 200, 300, 700, 1000, 5000, 60_000, 120_000, 300_000, 3_600_000,
+    ];
     for q in 0..queries {
         let (from, to) = if q % 3 == 0 {
             let a = T0 + rng.below(span / 60_000 + 2) * 60_000;
             (a, a + rng.below(span / 60_000 + 2) * 60_000)
         } else {
             let a = T0 - 120_000 + rng.below(span + 240_000);
-            (a, a + rng.below(span + 120_000 - a.saturating_sub(T0).min(span)))
+            (
+                a,
+                a + rng.below(span + 120_000 - a.saturating_sub(T0).min(span)),
+            )
         };
         let res = resolutions[rng.below(resolutions.len() as u64) as usize];
         let client = pick_client(&mut rng);
@@ -306,7 +316,14 @@ fn matches_reference_model() {
         let end = fill(&mut h, &mut reference, seed, 100);
         let st = h.stats();
         assert_eq!((st.late_dropped, st.future_dropped), (0, 0));
-        assert_eq!(st.records, reference.m.values().map(|c| c.up_packets + c.down_packets).sum::<u64>());
+        assert_eq!(
+            st.records,
+            reference
+                .m
+                .values()
+                .map(|c| c.up_packets + c.down_packets)
+                .sum::<u64>()
+        );
         assert_eq!(st.stored_buckets, reference.m.len() as u64);
         assert!(st.sealed_chunks > 90 && st.open_chunks >= 1, "{st:?}");
         check_against(&h, &reference, seed, end - T0, 200);
@@ -348,23 +365,50 @@ fn bucket_alignment_and_range_edges() {
     };
     let s = h.series(None, None, T0, T0 + 120_000, 100).unwrap();
     let want = vec![
-        Point { t_ms: T0, counts: up(30) },
-        Point { t_ms: T0 + 100, counts: down(30) },
-        Point { t_ms: T0 + 1_500, counts: down(40) },
-        Point { t_ms: T0 + 59_900, counts: up(50) },
-        Point { t_ms: T0 + 60_000, counts: up(60) },
+        Point {
+            t_ms: T0,
+            counts: up(30),
+        },
+        Point {
+            t_ms: T0 + 100,
+            counts: down(30),
+        },
+        Point {
+            t_ms: T0 + 1_500,
+            counts: down(40),
+        },
+        Point {
+            t_ms: T0 + 59_900,
+            counts: up(50),
+        },
+        Point {
+            t_ms: T0 + 60_000,
+            counts: up(60),
+        },
     ];
     assert_eq!(s, want);
     // A bucket is in the range when its start is: from T0+1 leaves out T0's bucket,
     // to T0+100 leaves out the bucket starting there.
     assert_eq!(h.series(None, None, T0 + 1, T0 + 100, 100).unwrap(), vec![]);
     assert_eq!(h.series(None, None, T0, T0 + 100, 100).unwrap(), want[..1]);
-    assert_eq!(h.series(None, None, T0 + 1, T0 + 101, 100).unwrap(), want[1..2]);
+    assert_eq!(
+        h.series(None, None, T0 + 1, T0 + 101, 100).unwrap(),
+        want[1..2]
+    );
     // Points are aligned in Unix time, even when from is not.
     let s = h.series(None, None, T0 + 1_001, T0 + 2_000, 1_000).unwrap();
-    assert_eq!(s, vec![Point { t_ms: T0 + 1_000, counts: down(40) }]);
+    assert_eq!(
+        s,
+        vec![Point {
+            t_ms: T0 + 1_000,
+            counts: down(40)
+        }]
+    );
     let s = h.series(None, None, T0, T0 + 120_000, 60_000).unwrap();
-    assert_eq!(s.iter().map(|p| p.t_ms).collect::<Vec<_>>(), vec![T0, T0 + 60_000]);
+    assert_eq!(
+        s.iter().map(|p| p.t_ms).collect::<Vec<_>>(),
+        vec![T0, T0 + 60_000]
+    );
     assert_eq!(s[1].counts, up(60));
     // The two sides of the minute boundary land in different chunks.
     h.advance(T0 + 66_000);
@@ -375,7 +419,10 @@ fn bucket_alignment_and_range_edges() {
     assert_eq!(h.series(None, None, T0, T0 + 120_000, 100).unwrap(), want);
     // Empty and unknown-client queries are just empty.
     assert_eq!(h.series(None, None, T0, T0, 100).unwrap(), vec![]);
-    assert_eq!(h.series(Some(mac(9)), None, T0, T0 + 120_000, 100).unwrap(), vec![]);
+    assert_eq!(
+        h.series(Some(mac(9)), None, T0, T0 + 120_000, 100).unwrap(),
+        vec![]
+    );
 }
 
 #[test]
@@ -422,7 +469,10 @@ fn summary_peaks_and_seen() {
     assert_eq!(s.peak_down_ms, Some(T0 + 500));
     assert_eq!(s.peak_up_bps, 0);
     assert_eq!(s.peak_up_ms, None);
-    assert_eq!((s.first_seen_ms, s.last_seen_ms), (Some(T0 + 500), Some(T0 + 700)));
+    assert_eq!(
+        (s.first_seen_ms, s.last_seen_ms),
+        (Some(T0 + 500), Some(T0 + 700))
+    );
     assert_eq!(s.active_buckets, 2);
     assert_eq!(s.counts.down_packets, 3);
     let s = h.summary(None, Some(ip(0)), T0, T0 + 1_000);
@@ -443,13 +493,23 @@ fn memory_bound_evicts_oldest_first() {
         let batch: Vec<Record> = (0..20)
             .map(|_| {
                 let dir = if rng.chance(0.5) { Dir::Up } else { Dir::Down };
-                rec(t + rng.below(1000), rng.below(4) as u8, rng.below(30) as u8, dir, 1400)
+                rec(
+                    t + rng.below(1000),
+                    rng.below(4) as u8,
+                    rng.below(30) as u8,
+                    dir,
+                    1400,
+                )
             })
             .collect();
         h.ingest(&batch);
         batch.iter().for_each(|r| reference.add(r));
         h.advance(t + 1000);
-        assert!(h.memory_bytes() <= limit, "{} > {limit} at {sec}", h.memory_bytes());
+        assert!(
+            h.memory_bytes() <= limit,
+            "{} > {limit} at {sec}",
+            h.memory_bytes()
+        );
         let oldest = h.oldest_ms().unwrap();
         assert!(oldest >= last_oldest, "oldest_ms went back");
         last_oldest = oldest;
@@ -460,7 +520,10 @@ fn memory_bound_evicts_oldest_first() {
     let st = h.stats();
     let cut = st.evicted_before_ms.unwrap();
     assert!(st.oldest_ms.unwrap() >= cut);
-    assert!(cut > T0 + 3_600_000, "should hold well under 2 of 3 hours: {st:?}");
+    assert!(
+        cut > T0 + 3_600_000,
+        "should hold well under 2 of 3 hours: {st:?}"
+    );
     // Nothing before the cut, everything after it.
     let end = T0 + 3 * 3_600_000;
     assert_eq!(h.series(None, None, T0, cut, 60_000).unwrap(), vec![]);
@@ -479,7 +542,15 @@ fn only_open_data_over_limit_still_evicts() {
     let mut h = History::new(Config::default());
     h.advance(T0);
     let batch: Vec<Record> = (0..5000)
-        .map(|i| rec(T0 + i % 600 * 100, (i % 7) as u8, (i % 100) as u8, Dir::Down, 1000))
+        .map(|i| {
+            rec(
+                T0 + i % 600 * 100,
+                (i % 7) as u8,
+                (i % 100) as u8,
+                Dir::Down,
+                1000,
+            )
+        })
         .collect();
     h.ingest(&batch);
     let before = h.memory_bytes();
@@ -491,9 +562,15 @@ fn only_open_data_over_limit_still_evicts() {
     assert_eq!(st.pairs, 0);
     // Stragglers for the dropped minute are late; the next minute works as usual.
     h.advance(T0 + 30_000);
-    h.ingest(&[rec(T0 + 500, 0, 0, Dir::Up, 1), rec(T0 + 60_500, 0, 0, Dir::Up, 1)]);
+    h.ingest(&[
+        rec(T0 + 500, 0, 0, Dir::Up, 1),
+        rec(T0 + 60_500, 0, 0, Dir::Up, 1),
+    ]);
     assert_eq!(h.stats().late_dropped, 1);
-    assert_eq!(h.series(None, None, T0, T0 + 120_000, 100).unwrap().len(), 1);
+    assert_eq!(
+        h.series(None, None, T0, T0 + 120_000, 100).unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -508,7 +585,10 @@ fn retention_drops_old_chunks() {
     let st = h.stats();
     // Chunks ending more than 30 minutes ago are gone, to the minute.
     let oldest = st.oldest_ms.unwrap();
-    assert!(oldest >= now - 30 * 60_000 - CHUNK_MS && oldest <= now - 29 * 60_000, "{st:?}");
+    assert!(
+        oldest >= now - 30 * 60_000 - CHUNK_MS && oldest <= now - 29 * 60_000,
+        "{st:?}"
+    );
     assert_eq!(st.evicted_before_ms, Some(oldest));
     assert_eq!(st.sealed_chunks + st.open_chunks, 31);
     assert_eq!(h.series(None, None, T0, oldest, 60_000).unwrap(), vec![]);
@@ -546,7 +626,11 @@ fn set_config_shrink_evicts_at_once() {
 #[test]
 fn dictionary_prunes_and_reuses_ids() {
     let mut h = History::new(cfg(64 << 20, 5 * 60_000));
-    h.ingest(&(0..50).map(|r| rec(T0 + 10, 3, r, Dir::Up, 60)).collect::<Vec<_>>());
+    h.ingest(
+        &(0..50)
+            .map(|r| rec(T0 + 10, 3, r, Dir::Up, 60))
+            .collect::<Vec<_>>(),
+    );
     h.advance(T0 + 1_000);
     assert_eq!((h.stats().pairs, h.stats().clients), (50, 1));
     let t = T0 + 10 * 60_000;
@@ -559,7 +643,10 @@ fn dictionary_prunes_and_reuses_ids() {
     // Freed slots are used again, and the old client is unknown now.
     h.ingest(&[rec(t + 200, 3, 2, Dir::Up, 60)]);
     assert_eq!(h.dict.pairs.len(), 50);
-    assert_eq!(h.top(Some(mac(3)), GroupBy::Remote, t, t + 1000, 10).len(), 1);
+    assert_eq!(
+        h.top(Some(mac(3)), GroupBy::Remote, t, t + 1000, 10).len(),
+        1
+    );
 }
 
 fn snapshot(h: &History) -> Vec<u8> {
@@ -577,13 +664,24 @@ fn snapshot_round_trip() {
     let bytes = snapshot(&h);
     let mut g = History::read_snapshot(&mut &bytes[..], Config::default()).unwrap();
     // Map capacities (and the spare map) are not part of a snapshot.
-    let same = |a: &History, b: &History| Stats { memory_bytes: 0, ..a.stats() } == Stats { memory_bytes: 0, ..b.stats() };
+    let same = |a: &History, b: &History| {
+        Stats {
+            memory_bytes: 0,
+            ..a.stats()
+        } == Stats {
+            memory_bytes: 0,
+            ..b.stats()
+        }
+    };
     assert!(same(&h, &g), "{h:?} {g:?}");
     check_against(&g, &reference, 5, end - T0, 100);
     // Writing the restored copy gives the same bytes.
     assert_eq!(snapshot(&g), bytes);
     // The open minute is open again: later records still land in it.
-    let more = [rec(end - 500, 0, 0, Dir::Down, 1234), rec(end + 100, 1, 1, Dir::Up, 99)];
+    let more = [
+        rec(end - 500, 0, 0, Dir::Down, 1234),
+        rec(end + 100, 1, 1, Dir::Up, 99),
+    ];
     for x in [&mut h, &mut g] {
         x.ingest(&more);
         x.advance(end + 1_000);
@@ -594,9 +692,14 @@ fn snapshot_round_trip() {
     assert_eq!(snapshot(&g), snapshot(&h));
     check_against(&g, &reference, 6, end - T0 + 1_000, 50);
     // An empty history round-trips too; a smaller config applies on load.
-    let e = History::read_snapshot(&mut &snapshot(&History::new(Config::default()))[..], Config::default()).unwrap();
+    let e = History::read_snapshot(
+        &mut &snapshot(&History::new(Config::default()))[..],
+        Config::default(),
+    )
+    .unwrap();
     assert_eq!(e.stats().stored_buckets, 0);
-    let small = History::read_snapshot(&mut &bytes[..], cfg(h.memory_bytes() / 4, 86_400_000)).unwrap();
+    let small =
+        History::read_snapshot(&mut &bytes[..], cfg(h.memory_bytes() / 4, 86_400_000)).unwrap();
     assert!(small.memory_bytes() <= h.memory_bytes() / 4);
     assert!(small.oldest_ms() > h.oldest_ms());
 }
@@ -642,11 +745,17 @@ fn snapshot_rejects_damage() {
         }
         assert!(read(&b).is_err());
     }
-    assert!(matches!(read(b"nonsense and more"), Err(SnapshotError::NotASnapshot)));
+    assert!(matches!(
+        read(b"nonsense and more"),
+        Err(SnapshotError::NotASnapshot)
+    ));
     let mut b = bytes.clone();
     b[8] = 2;
     assert!(matches!(read(&b), Err(SnapshotError::Version(2))));
-    assert!(matches!(read(&bytes[..bytes.len() - 3]), Err(SnapshotError::Truncated)));
+    assert!(matches!(
+        read(&bytes[..bytes.len() - 3]),
+        Err(SnapshotError::Truncated)
+    ));
     // Damage behind a recomputed checksum: validation must catch it or the result must
     // be a consistent history that queries without panicking.
     let secs = sections(&bytes);
@@ -695,7 +804,13 @@ fn query_errors_say_what_is_wrong() {
     assert!(e.to_string().contains("after"), "{e}");
     // 24 h at 100 ms is 864,000 points.
     let e = h.series(None, None, T0, T0 + 86_400_000, 100).unwrap_err();
-    assert_eq!(e, QueryError::TooManyPoints { points: 864_000, max: MAX_POINTS });
+    assert_eq!(
+        e,
+        QueryError::TooManyPoints {
+            points: 864_000,
+            max: MAX_POINTS
+        }
+    );
     assert!(e.to_string().contains("864000 points"), "{e}");
     assert!(h.series(None, None, T0, T0 + 86_400_000, 1000).is_ok());
     assert!(h.series(None, None, 0, u64::MAX, 3_600_000).is_err());
@@ -707,7 +822,14 @@ fn mac_text_and_json() {
     assert_eq!(format_mac(&m), "aa:bb:0c:dd:ee:01");
     assert_eq!(parse_mac("aa:bb:0c:dd:ee:01"), Some(m));
     assert_eq!(parse_mac("AA-BB-0C-DD-EE-01"), Some(m));
-    for bad in ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aa:bb:cc:dd:ee:f", "aa:bb:cc:dd:ee:gg", "aa:bb:cc:dd:ee:+f"] {
+    for bad in [
+        "",
+        "aa:bb:cc:dd:ee",
+        "aa:bb:cc:dd:ee:ff:00",
+        "aa:bb:cc:dd:ee:f",
+        "aa:bb:cc:dd:ee:gg",
+        "aa:bb:cc:dd:ee:+f",
+    ] {
         assert_eq!(parse_mac(bad), None, "{bad}");
     }
     let t = Talker {
@@ -736,6 +858,52 @@ fn memory_accounting_tracks_growth() {
     let st = h.stats();
     // Blobs, dictionary and open maps are all in there.
     assert!(st.memory_bytes > st.sealed_bytes + 50 * size_of::<PairEntry>());
-    assert!(st.sealed_bytes as f64 / (st.sealed_buckets as f64) < 12.0, "{st:?}");
+    assert!(
+        st.sealed_bytes as f64 / (st.sealed_buckets as f64) < 12.0,
+        "{st:?}"
+    );
 }
 
+#[test]
+fn hourly_rollups_match_chunks() {
+    let mut h = History::new(Config::default());
+    let mut reference = Reference::default();
+    let end = fill(&mut h, &mut reference, 21, 200);
+    assert_eq!(h.stats().rollups, 3);
+    let check = |h: &History, from: u64, to: u64| {
+        for client in [None, Some(mac(1)), Some(mac(99))] {
+            for by in [GroupBy::Client, GroupBy::Remote, GroupBy::Pair] {
+                assert_eq!(
+                    h.top(client, by, from, to, 50),
+                    reference.top(client, by, from, to, 50)
+                );
+            }
+            for remote in [None, Some(ip(2)), Some(ip(3))] {
+                for res in [3_600_000, 1_800_000, 60_000] {
+                    assert_eq!(
+                        h.series(client, remote, from, to, res).unwrap(),
+                        reference.series(client, remote, from, to, res),
+                        "{client:?} {remote:?} {from} {to} {res}"
+                    );
+                }
+            }
+        }
+    };
+    check(&h, T0, end);
+    check(&h, T0 - 1_000, end + 1_000);
+    check(&h, T0 + 3_600_000, T0 + 3 * 3_600_000);
+    check(&h, T0 + 1_800_000, T0 + 3 * 3_600_000 - 1);
+    // Evicting half of the first hour drops its rollup; the rest still adds up.
+    h.set_config(cfg(64 << 20, end - (T0 + 1_800_000)));
+    let st = h.stats();
+    assert_eq!(
+        (st.rollups, st.evicted_before_ms),
+        (2, Some(T0 + 1_800_000))
+    );
+    check(&h, T0 + 1_800_000, end);
+    check(&h, T0 + 3_600_000, end);
+    // A snapshot rebuilds them, for what is held of the first hour too.
+    let g = History::read_snapshot(&mut &snapshot(&h)[..], Config::default()).unwrap();
+    assert_eq!(g.stats().rollups, 3);
+    check(&g, T0 + 1_800_000, end);
+}

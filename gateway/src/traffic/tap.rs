@@ -118,7 +118,7 @@ impl Tap {
     pub fn maybe_flush(&mut self) {
         let full = self.batch.seen.len() >= BATCH_PACKETS || self.batch.data.len() >= BATCH_BYTES;
         // Checking the clock only every 64 packets keeps it off the per-packet cost.
-        let old = self.batch.seen.len() % 64 == 0
+        let old = self.batch.seen.len().is_multiple_of(64)
             && self.first_at.is_some_and(|t| t.elapsed() >= BATCH_AGE);
         if full || old {
             self.flush();

@@ -30,8 +30,8 @@ pub struct Params {
     pub format: Option<String>,
 }
 
-fn bad(msg: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, msg.into() + "\n").into_response()
+fn bad(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, msg + "\n").into_response()
 }
 
 /// A duration like "100ms", "5s", "1m", "2h", "1d", or plain milliseconds.
@@ -95,28 +95,36 @@ impl TimeRange {
     }
 }
 
-fn parse_client(p: &Params) -> Result<Option<Mac>, Response> {
+fn parse_client(p: &Params) -> Result<Option<Mac>, String> {
     p.client
         .as_deref()
-        .map(|c| {
-            parse_mac(c).ok_or_else(|| bad(format!("bad 'client': {c:?} (aa:bb:cc:dd:ee:ff)")))
-        })
+        .map(|c| parse_mac(c).ok_or_else(|| format!("bad 'client': {c:?} (aa:bb:cc:dd:ee:ff)")))
         .transpose()
 }
 
-fn parse_remote(p: &Params) -> Result<Option<IpAddr>, Response> {
+fn parse_remote(p: &Params) -> Result<Option<IpAddr>, String> {
     p.remote
         .as_deref()
-        .map(|r| r.parse().map_err(|_| bad(format!("bad 'remote': {r:?}"))))
+        .map(|r| r.parse().map_err(|_| format!("bad 'remote': {r:?}")))
         .transpose()
 }
 
-fn wants_csv(p: &Params) -> Result<bool, Response> {
+fn wants_csv(p: &Params) -> Result<bool, String> {
     match p.format.as_deref() {
         None | Some("json") => Ok(false),
         Some("csv") => Ok(true),
-        Some(f) => Err(bad(format!("bad 'format': {f:?} (json or csv)"))),
+        Some(f) => Err(format!("bad 'format': {f:?} (json or csv)")),
     }
+}
+
+/// Defaults `from` to a day back (top talkers and summaries are about the day).
+fn day_range(p: &Params) -> Result<TimeRange, String> {
+    let p = Params {
+        from: p.from.clone().or(Some("-24h".into())),
+        to: p.to.clone(),
+        ..Default::default()
+    };
+    TimeRange::parse(&p, crate::clock::unix_ms())
 }
 
 fn csv(body: String, name: &str) -> Response {
@@ -171,21 +179,18 @@ struct SeriesJson {
 
 /// GET /api/traffic: one series, summed over the matching (client, remote) pairs.
 pub async fn series(State(s): State<AppState>, Query(p): Query<Params>) -> Response {
-    let (client, remote, csv_out) = match (parse_client(&p), parse_remote(&p), wants_csv(&p)) {
-        (Ok(c), Ok(r), Ok(f)) => (c, r, f),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return e,
-    };
-    let r = match TimeRange::parse(&p, crate::clock::unix_ms()) {
-        Ok(r) => r,
-        Err(e) => return bad(e),
-    };
-    let t = s.shared.traffic.clone();
+    series_of(&s, &p).unwrap_or_else(bad)
+}
+
+fn series_of(s: &AppState, p: &Params) -> Result<Response, String> {
+    let (client, remote, csv_out) = (parse_client(p)?, parse_remote(p)?, wants_csv(p)?);
+    let r = TimeRange::parse(p, crate::clock::unix_ms())?;
     let (points, oldest) = {
-        let h = t.history();
-        match h.series(client, remote, r.from, r.to, r.res) {
-            Ok(pts) => (pts, h.oldest_ms()),
-            Err(e) => return bad(e.to_string()),
-        }
+        let h = s.shared.traffic.history();
+        let pts = h
+            .series(client, remote, r.from, r.to, r.res)
+            .map_err(|e| e.to_string())?;
+        (pts, h.oldest_ms())
     };
     if csv_out {
         let mut body = String::from("t_ms,up_bytes,down_bytes,up_packets,down_packets\n");
@@ -197,14 +202,14 @@ pub async fn series(State(s): State<AppState>, Query(p): Query<Params>) -> Respo
                 pt.t_ms, c.up_bytes, c.down_bytes, c.up_packets, c.down_packets
             );
         }
-        return csv(body, &format!("traffic-{}-{}", r.from, r.to));
+        return Ok(csv(body, &format!("traffic-{}-{}", r.from, r.to)));
     }
-    let names = client_names(&s);
-    Json(SeriesJson {
+    let names = client_names(s);
+    Ok(Json(SeriesJson {
         client: client.map(|c| format_mac(&c)),
         client_name: client.and_then(|c| names.get(&c).cloned()),
         remote,
-        remote_name: remote.as_ref().and_then(|ip| remote_name(&s, ip)),
+        remote_name: remote.as_ref().and_then(|ip| remote_name(s, ip)),
         from_ms: r.from,
         to_ms: r.to,
         res_ms: r.res,
@@ -217,7 +222,7 @@ pub async fn series(State(s): State<AppState>, Query(p): Query<Params>) -> Respo
             })
             .collect(),
     })
-    .into_response()
+    .into_response())
 }
 
 #[derive(serde::Serialize)]
@@ -232,35 +237,28 @@ struct TalkerJson {
 
 /// GET /api/traffic/top: top talkers, by client, remote or pair.
 pub async fn top(State(s): State<AppState>, Query(p): Query<Params>) -> Response {
-    let (client, csv_out) = match (parse_client(&p), wants_csv(&p)) {
-        (Ok(c), Ok(f)) => (c, f),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
+    top_of(&s, &p).unwrap_or_else(bad)
+}
+
+fn top_of(s: &AppState, p: &Params) -> Result<Response, String> {
+    let (client, csv_out) = (parse_client(p)?, wants_csv(p)?);
     let by = match p.by.as_deref() {
         None | Some("remote") => GroupBy::Remote,
         Some("client") => GroupBy::Client,
         Some("pair") => GroupBy::Pair,
-        Some(b) => return bad(format!("bad 'by': {b:?} (client, remote or pair)")),
+        Some(b) => return Err(format!("bad 'by': {b:?} (client, remote or pair)")),
     };
-    let mut p2 = Params {
-        from: p.from.clone().or(Some("-24h".into())),
-        ..Default::default()
-    };
-    p2.to = p.to.clone();
-    let r = match TimeRange::parse(&p2, crate::clock::unix_ms()) {
-        Ok(r) => r,
-        Err(e) => return bad(e),
-    };
+    let r = day_range(p)?;
     let n = p.n.unwrap_or(20).min(1000);
     let talkers = s.shared.traffic.history().top(client, by, r.from, r.to, n);
-    let names = client_names(&s);
+    let names = client_names(s);
     let rows: Vec<TalkerJson> = talkers
         .into_iter()
         .map(|t| TalkerJson {
             client: t.client.map(|c| format_mac(&c)),
             client_name: t.client.and_then(|c| names.get(&c).cloned()),
             remote: t.remote,
-            remote_name: t.remote.as_ref().and_then(|ip| remote_name(&s, ip)),
+            remote_name: t.remote.as_ref().and_then(|ip| remote_name(s, ip)),
             counts: t.counts,
         })
         .collect();
@@ -283,9 +281,9 @@ pub async fn top(State(s): State<AppState>, Query(p): Query<Params>) -> Response
                 c.down_packets
             );
         }
-        return csv(body, "top-talkers");
+        return Ok(csv(body, "top-talkers"));
     }
-    Json(rows).into_response()
+    Ok(Json(rows).into_response())
 }
 
 /// Names come from DHCP clients and DNS: quote them, and keep a spreadsheet from reading
@@ -301,25 +299,17 @@ fn csv_field(s: &str) -> String {
 
 /// GET /api/traffic/summary: totals, peak rates, first and last seen.
 pub async fn summary(State(s): State<AppState>, Query(p): Query<Params>) -> Response {
-    let (client, remote) = match (parse_client(&p), parse_remote(&p)) {
-        (Ok(c), Ok(r)) => (c, r),
-        (Err(e), _) | (_, Err(e)) => return e,
+    let run = || -> Result<Response, String> {
+        let (client, remote) = (parse_client(&p)?, parse_remote(&p)?);
+        let r = day_range(&p)?;
+        let sum = s
+            .shared
+            .traffic
+            .history()
+            .summary(client, remote, r.from, r.to);
+        Ok(Json(sum).into_response())
     };
-    let mut p2 = Params {
-        from: p.from.clone().or(Some("-24h".into())),
-        ..Default::default()
-    };
-    p2.to = p.to.clone();
-    let r = match TimeRange::parse(&p2, crate::clock::unix_ms()) {
-        Ok(r) => r,
-        Err(e) => return bad(e),
-    };
-    let sum = s
-        .shared
-        .traffic
-        .history()
-        .summary(client, remote, r.from, r.to);
-    Json(sum).into_response()
+    run().unwrap_or_else(bad)
 }
 
 /// GET /api/traffic/stats: memory use, reach, and the recorder's counters.
@@ -359,7 +349,7 @@ pub async fn live(
 ) -> Response {
     let client = match parse_client(&p) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     ws.on_upgrade(move |sock| stream_live(s, client, sock))
 }
@@ -439,18 +429,18 @@ pub async fn capture_download(
         Some(f) => return bad(format!("bad 'format': {f:?} (pcapng or pcap)")),
     };
     let now = crate::clock::unix_ms();
-    let ns = |v: &Option<String>| -> Result<Option<u64>, Response> {
+    let ns = |v: &Option<String>| -> Result<Option<u64>, String> {
         v.as_deref()
             .map(|t| {
                 parse_time_ms(t, now)
                     .map(|ms| ms.saturating_mul(1_000_000))
-                    .ok_or_else(|| bad(format!("bad time {t:?}")))
+                    .ok_or_else(|| format!("bad time {t:?}"))
             })
             .transpose()
     };
     let (from, to) = match (ns(&p.from), ns(&p.to)) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return bad(e),
     };
     let name = client_names(&s)
         .remove(&m)
