@@ -156,3 +156,64 @@ impl Traffic {
             .map(|()| bytes.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use traffic_history::{Dir, Record};
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("gh-traffic-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn capture_switches_come_from_the_config() {
+        let d = tmp("switch");
+        let mut cfg = config::Config::default();
+        cfg.capture.snaplen = 200;
+        cfg.capture.disabled_clients = vec!["02:00:00:00:00:09".into()];
+        let t = Traffic::new(&cfg, &d);
+        assert_eq!(t.tap.snaplen.load(Relaxed), 200);
+        assert!(!t.captures().wants(&[2, 0, 0, 0, 0, 9]));
+        assert!(t.captures().wants(&[2, 0, 0, 0, 0, 8]));
+        cfg.capture.enabled = false;
+        let off = Traffic::new(&cfg, &d);
+        assert_eq!(
+            off.tap.snaplen.load(Relaxed),
+            0,
+            "capture off: the tap copies nothing"
+        );
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn snapshot_is_restored_once_and_garbage_is_ignored() {
+        let d = tmp("snap");
+        let cfg = config::Config::default();
+        let now = crate::clock::unix_ms();
+        let t = Traffic::new(&cfg, &d);
+        t.history().ingest(&[Record {
+            t_ms: now,
+            client: [2, 0, 0, 0, 0, 1],
+            remote: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+            dir: Dir::Up,
+            bytes: 1234,
+        }]);
+        assert!(t.save().unwrap() > 0);
+        let totals = |t: &Traffic| t.history().summary(None, None, 0, u64::MAX).counts;
+        let back = Traffic::new(&cfg, &d);
+        assert_eq!(totals(&back).up_bytes, 1234);
+        // Consumed: a crash after this start must not bring the old history back.
+        assert!(!d.join("traffic/history.snap").exists());
+        assert_eq!(totals(&Traffic::new(&cfg, &d)).up_bytes, 0);
+
+        std::fs::write(d.join("traffic/history.snap"), b"not a snapshot").unwrap();
+        let fresh = Traffic::new(&cfg, &d);
+        assert_eq!(totals(&fresh).up_packets, 0);
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
