@@ -116,6 +116,7 @@ async fn serve(args: Args, loaded: config::Loaded) {
         dns: Arc::new(dns::Counters::default()),
         nat: Arc::new(nat::Table::new()),
         traffic: Arc::new(traffic::Traffic::new(&config, &args.data_dir)),
+        auth: Arc::new(web::session::Auth::open(&args.data_dir)),
     };
     let mut tasks = tokio::task::JoinSet::new();
     if !args.no_wan_client {

@@ -7,11 +7,13 @@ use gateway::config::Config;
 use gateway::context::Context;
 use gateway::dhcp::lease_store::LeaseStore;
 use gateway::traffic::{LiveTick, Traffic};
+use gateway::web::session::Auth;
 use gateway::web::{router, AppState, Shared};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use traffic_history::Counts;
 
 fn tick(t_ms: u64, flows: usize) -> Arc<LiveTick> {
@@ -32,7 +34,24 @@ fn tick(t_ms: u64, flows: usize) -> Arc<LiveTick> {
     })
 }
 
-async fn start() -> (std::net::SocketAddr, Arc<Traffic>, tempdir::Dir) {
+struct Server {
+    addr: std::net::SocketAddr,
+    cookie: String,
+}
+
+impl Server {
+    /// A logged-in WebSocket request for `path`.
+    fn ws(&self, path: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        let mut r = format!("ws://{}{path}", self.addr)
+            .into_client_request()
+            .unwrap();
+        r.headers_mut()
+            .insert("cookie", self.cookie.parse().unwrap());
+        r
+    }
+}
+
+async fn start() -> (Server, Arc<Traffic>, tempdir::Dir) {
     let dir = tempdir::Dir::new();
     let cfg = Config::default();
     let (_tx, rx) = tokio::sync::watch::channel(gateway::wan::WanStatus::default());
@@ -43,6 +62,8 @@ async fn start() -> (std::net::SocketAddr, Arc<Traffic>, tempdir::Dir) {
         wan: rx,
     };
     let traffic = Arc::new(Traffic::new(&cfg, &dir.0));
+    let auth = Arc::new(Auth::open(&dir.0));
+    let (token, _) = auth.start_session(Instant::now());
     let shared = Shared {
         leases: Arc::new(Mutex::new(
             LeaseStore::open(&dir.0.join("leases.json"), 16).unwrap(),
@@ -51,12 +72,17 @@ async fn start() -> (std::net::SocketAddr, Arc<Traffic>, tempdir::Dir) {
         dns: Default::default(),
         nat: Default::default(),
         traffic: traffic.clone(),
+        auth,
     };
     let app = router(AppState { ctx, shared });
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });
-    (addr, traffic, dir)
+    let server = Server {
+        addr,
+        cookie: format!("gh_session={token}"),
+    };
+    (server, traffic, dir)
 }
 
 mod tempdir {
@@ -89,9 +115,16 @@ async fn wait_subscribers(t: &Traffic, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_updates_arrive_filtered_by_client() {
-    let (addr, t, _d) = start().await;
-    let url = format!("ws://{addr}/api/traffic/live?client=02:00:00:00:00:01");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (srv, t, _d) = start().await;
+    let anonymous = format!("ws://{}/api/traffic/live", srv.addr);
+    assert!(
+        tokio_tungstenite::connect_async(anonymous).await.is_err(),
+        "the live stream answered without a session"
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(srv.ws("/api/traffic/live?client=02:00:00:00:00:01"))
+            .await
+            .unwrap();
     wait_subscribers(&t, 1).await;
     t.live.send(tick(1_000, 3)).unwrap();
     let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -110,13 +143,16 @@ async fn live_updates_arrive_filtered_by_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_is_dropped_and_blocks_nobody() {
-    let (addr, t, _d) = start().await;
+    let (srv, t, _d) = start().await;
     // Generous, so a busy machine does not drop the reading subscriber too.
     t.live_send_timeout_ms.store(2_000, Relaxed);
-    let url = format!("ws://{addr}/api/traffic/live");
     // Connected, then never read again.
-    let (_stalled, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let (mut good, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (_stalled, _) = tokio_tungstenite::connect_async(srv.ws("/api/traffic/live"))
+        .await
+        .unwrap();
+    let (mut good, _) = tokio_tungstenite::connect_async(srv.ws("/api/traffic/live"))
+        .await
+        .unwrap();
     wait_subscribers(&t, 2).await;
     let reader = tokio::spawn(async move {
         let mut n = 0u64;

@@ -315,8 +315,10 @@ wait_log() {
     fail "timed out waiting for '$pattern' in $GW_LOG"
 }
 
+# shellcheck source=lib/ui.sh
+. "$ROOT/tests/netns/lib/ui.sh"
 api() { # jq filter over /api/status
-    ip netns exec "$RTR" curl -sf --max-time 5 http://192.168.1.1:8080/api/status | jq -r "$1"
+    ui_get "$RTR" http://192.168.1.1:8080 "$WORK/cookies" /api/status | jq -r "$1"
 }
 
 in_pool() {

@@ -86,7 +86,9 @@ in_ns() {
 # dig/kdig from the LAN client; one try, so a wrong answer is not papered over by retries.
 cdig() { in_ns $CLI dig @192.168.1.1 +time=6 +tries=1 "$@"; }
 ckdig() { in_ns $CLI kdig @192.168.1.1 +timeout=6 +retry=0 "$@"; }
-status_json() { in_ns $CLI curl -sf --max-time 5 http://192.168.1.1:8080/api/status; }
+# shellcheck source=lib/ui.sh
+. "$ROOT/tests/netns/lib/ui.sh"
+status_json() { ui_get $CLI http://192.168.1.1:8080 "$WORK/cookies" /api/status; }
 dns_counter() { status_json | jq -r ".dns.$1"; }
 
 start_gatewayd() { # run-number

@@ -52,7 +52,10 @@ wait_for() {
     for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
     return 1
 }
-api() { local path=$1; shift; inns $LAN curl -sS --max-time 10 "$@" "$API$path"; }
+# shellcheck source=lib/ui.sh
+. "$ROOT/tests/netns/lib/ui.sh"
+JAR=$WORK/cookies
+api() { local path=$1; shift; inns $LAN curl -sS --max-time 10 -b "$JAR" "$@" "$API$path"; }
 
 # ---- topology ----
 for ns in $LAN $RTR $WAN; do
@@ -104,9 +107,14 @@ start_gatewayd() {
     GW_PID=$!
     wait_for 100 grep -q "nat: queue" "$log" || fail "gatewayd did not install the NAT ($log)"
     wait_for 50 grep -q "WAN address 203.0.113.2" "$log" || fail "gatewayd did not find the WAN address"
-    wait_for 50 inns $LAN curl -sf --max-time 1 "$API/api/traffic/stats" || fail "no admin API"
+    wait_for 50 inns $LAN curl -s --max-time 1 -o /dev/null "$API/login" || fail "no admin server"
+    # Sessions live in memory: log in again after every start.
+    CSRF=$(ui_login $LAN "$API" "$JAR") || fail "cannot log in to the admin API"
 }
 start_gatewayd 1
+# Nothing without a session.
+code=$(inns $LAN curl -s -o /dev/null -w '%{http_code}' "$API/api/capture/$MAC?format=pcap")
+[ "$code" = 401 ] || fail "capture download without a session: HTTP $code"
 T_START=$(date +%s%3N)
 
 # ---- DNS label ----
@@ -114,8 +122,9 @@ out=$(inns $LAN dig @192.168.1.1 +short +timeout=3 +tries=2 sink.example.test A)
 [ "$out" = 203.0.113.1 ] || fail "dig sink.example.test: '$out'"
 
 # ---- the live stream listens while the traffic flows ----
+SESSION=$(awk '$6 == "gh_session" {print $7}' "$JAR" | tail -n1)
 inns $LAN python3 "$ROOT/tests/netns/lib/ws-live.py" 192.168.1.1 8080 \
-    "/api/traffic/live?client=$MAC" 6 "$WORK/live.jsonl" &
+    "/api/traffic/live?client=$MAC" 6 "$WORK/live.jsonl" "gh_session=$SESSION" &
 WS_PID=$!
 sleep 1
 
@@ -173,10 +182,10 @@ echo "ok   live WebSocket: $ticks ticks, the same 65000 B up / 50 packets down"
 
 # ---- capture ----
 hdr=$WORK/hdr
-inns $LAN curl -sS --max-time 10 -D "$hdr" -o "$WORK/c.pcapng" "$API/api/capture/$MAC?format=pcapng"
+api "/api/capture/$MAC?format=pcapng" -D "$hdr" -o "$WORK/c.pcapng"
 grep -qi 'content-disposition: attachment; filename="gatehouse-02-00-00-00-00-0a-.*\.pcapng"' "$hdr" ||
     fail "pcapng file name: $(grep -i disposition "$hdr")"
-inns $LAN curl -sS --max-time 10 -o "$WORK/c.pcap" "$API/api/capture/$MAC?format=pcap"
+api "/api/capture/$MAC?format=pcap" -o "$WORK/c.pcap"
 for f in c.pcapng c.pcap; do
     tshark -r "$WORK/$f" -T fields -e frame.time_epoch -e ip.src -e ip.dst -e ip.len -e udp.dstport \
         >"$WORK/$f.txt" 2>"$WORK/$f.err" || fail "tshark -r $f: $(cat "$WORK/$f.err")"
@@ -193,16 +202,16 @@ done
 echo "ok   pcapng and pcap: tshark reads exactly the 200 packets, inside addresses, times in the window"
 
 # ---- capture switched off for the client ----
-code=$(inns $LAN curl -s -o /dev/null -w '%{http_code}' -X POST "$API/api/capture/$MAC?enabled=false")
-[ "$code" = 403 ] || fail "toggle without the request header: HTTP $code"
-api "/api/capture/$MAC?enabled=false" -X POST -H 'X-Gatehouse-Request: 1' | jq -e '.enabled == false' >/dev/null ||
+code=$(api "/api/capture/$MAC?enabled=false" -o /dev/null -w '%{http_code}' -X POST)
+[ "$code" = 403 ] || fail "toggle without the CSRF token: HTTP $code"
+api "/api/capture/$MAC?enabled=false" -X POST -H "X-CSRF-Token: $CSRF" | jq -e '.enabled == false' >/dev/null ||
     fail "capture toggle"
 inns $LAN python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(10): s.sendto(bytes(100 - 28), ("203.0.113.1", 9001))'
 sleep 0.5
-n=$(inns $LAN curl -sS "$API/api/capture/$MAC?format=pcap" | tshark -r - 2>/dev/null | wc -l)
+n=$(api "/api/capture/$MAC?format=pcap" | tshark -r - 2>/dev/null | wc -l)
 [ "$n" = 200 ] || fail "capture off: file now holds $n packets"
 jq -e '.counts.up_packets == 160' <<<"$(api "/api/traffic/summary?client=$MAC&from=-5m")" >/dev/null ||
     fail "history stopped with capture"

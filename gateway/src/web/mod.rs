@@ -3,12 +3,14 @@
 //! Binding to the LAN address keeps the listener off the WAN address; the
 //! firewall's input chain additionally drops anything arriving on the WAN port.
 
+pub mod auth;
+pub mod session;
 mod status;
 pub mod traffic;
 
 use crate::context::Context;
 use crate::dhcp::lease_store::SharedStore;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ pub struct Shared {
     pub dns: Arc<crate::dns::Counters>,
     pub nat: Arc<crate::nat::Table>,
     pub traffic: Arc<crate::traffic::Traffic>,
+    pub auth: Arc<session::Auth>,
 }
 
 #[derive(Clone)]
@@ -30,8 +33,13 @@ pub struct AppState {
     pub shared: Shared,
 }
 
+/// Every route; all but /login and /setup sit behind `auth::require`.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/login", get(auth::login_form).post(auth::login_submit))
+        .route("/setup", get(auth::setup_form).post(auth::setup_submit))
+        .route("/logout", post(auth::logout))
+        .route("/api/session", get(auth::session_json))
         .route("/", get(status::page))
         .route("/api/status", get(status::json))
         .route("/api/nat", get(status::nat_json))
@@ -45,6 +53,10 @@ pub fn router(state: AppState) -> Router {
             "/api/capture/{mac}",
             get(traffic::capture_download).post(traffic::capture_toggle),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 
@@ -62,6 +74,11 @@ pub async fn run(ctx: Context, shared: Shared) -> anyhow::Result<()> {
         }
     };
     eprintln!("web: listening on http://{addr}/");
-    axum::serve(listener, app).await?;
+    // Peer addresses feed the login throttle.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

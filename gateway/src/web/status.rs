@@ -37,6 +37,8 @@ pub struct StatusPage {
     pub dns_queries: u64,
     pub dns_cache_hits: u64,
     pub leases: Vec<LeaseRow>,
+    /// For the logout form.
+    pub csrf: String,
     /// "12.3 MiB of 64.0 MiB"
     pub traffic_memory: String,
     /// "2h 5m" (or "no traffic yet")
@@ -123,7 +125,10 @@ fn collect(state: &AppState) -> StatusJson {
     }
 }
 
-pub async fn page(State(state): State<AppState>) -> Response {
+pub async fn page(
+    State(state): State<AppState>,
+    axum::Extension(session): axum::Extension<super::auth::SessionInfo>,
+) -> Response {
     let s = collect(&state);
     let now = crate::clock::unix_now();
     let leases: Vec<LeaseRow> = s
@@ -153,6 +158,7 @@ pub async fn page(State(state): State<AppState>) -> Response {
         dns_queries: s.dns.queries.load(Relaxed),
         dns_cache_hits: s.dns.cache_hits.load(Relaxed),
         leases,
+        csrf: session.csrf,
         traffic_memory,
         traffic_reach,
         capture_memory,
@@ -258,6 +264,7 @@ mod tests {
                 mac: format_mac(&[0x52, 0x54, 0, 0, 0, 1]),
                 expires_in: "1h".into(),
             }],
+            csrf: "t0ken".into(),
             traffic_memory: "1.0 MiB of 64.0 MiB".into(),
             traffic_reach: "1h 0m".into(),
             capture_memory: "0 B".into(),

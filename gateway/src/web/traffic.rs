@@ -6,7 +6,7 @@ use super::AppState;
 use crate::traffic::Traffic;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use packet_capture::Format;
 use serde::Deserialize;
@@ -475,21 +475,13 @@ pub struct Toggle {
 }
 
 /// POST /api/capture/{mac}?enabled=true|false: switch one device's capture (until restart;
-/// `capture.disabled_clients` in the config makes it permanent). Needs the
-/// `X-Gatehouse-Request` header, which a cross-site form cannot send.
+/// `capture.disabled_clients` in the config makes it permanent). Like every POST, it needs
+/// the session's CSRF token (checked in `auth::require`).
 pub async fn capture_toggle(
     State(s): State<AppState>,
     Path(mac): Path<String>,
     Query(q): Query<Toggle>,
-    headers: HeaderMap,
 ) -> Response {
-    if !headers.contains_key("x-gatehouse-request") {
-        return (
-            StatusCode::FORBIDDEN,
-            "missing X-Gatehouse-Request header\n",
-        )
-            .into_response();
-    }
     let Some(m) = parse_mac(&mac) else {
         return bad(format!("bad client {mac:?} (aa:bb:cc:dd:ee:ff)"));
     };

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Minimal WebSocket client (RFC 6455, stdlib only) for the netns tests.
 
-ws-live.py HOST PORT PATH SECONDS OUTFILE: connects, then writes every text
-message received within SECONDS to OUTFILE, one per line. Exits 2 if the
-upgrade is refused."""
+ws-live.py HOST PORT PATH SECONDS OUTFILE [COOKIE]: connects (sending COOKIE,
+e.g. "gh_session=..."), then writes every text message received within
+SECONDS to OUTFILE, one per line. Exits 2 if the upgrade is refused."""
 import base64
 import os
 import socket
@@ -12,10 +12,11 @@ import sys
 import time
 
 host, port, path, secs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+cookie = f"Cookie: {sys.argv[6]}\r\n" if len(sys.argv) > 6 else ""
 s = socket.create_connection((host, port), timeout=5)
 key = base64.b64encode(os.urandom(16)).decode()
 s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{cookie}\r\n").encode())
 buf = b""
 while b"\r\n\r\n" not in buf:
     chunk = s.recv(4096)

@@ -1,0 +1,273 @@
+//! Login for the admin UI and API: the middleware in front of every route, the setup and
+//! login pages, logout. Sessions ride in an HttpOnly, SameSite=Strict cookie; every
+//! state-changing request must carry the session's CSRF token (form field `csrf` or header
+//! `X-CSRF-Token`). The login and setup forms use a short-lived pre-session token in a
+//! cookie of its own (double submit).
+
+use super::session::{same, LoginError, SESSION_MAX};
+use super::AppState;
+use askama::Template;
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+const SESSION_COOKIE: &str = "gh_session";
+const PRE_COOKIE: &str = "gh_pre";
+/// Form posts are small; anything bigger must say its token in the header.
+const MAX_FORM: usize = 64 << 10;
+
+/// What the middleware learned about the caller, for handlers that render forms.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub token: String,
+    pub csrf: String,
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn set_cookie(name: &str, value: &str, max_age: u64) -> String {
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+}
+
+fn is_public(path: &str) -> bool {
+    matches!(path, "/login" | "/setup")
+}
+
+fn unauthorized(path: &str, has_password: bool) -> Response {
+    if path.starts_with("/api/") || path == "/metrics" {
+        return (StatusCode::UNAUTHORIZED, "log in first (POST /login)\n").into_response();
+    }
+    Redirect::to(if has_password { "/login" } else { "/setup" }).into_response()
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<HashMap<String, String>>(body)
+        .ok()?
+        .remove(name)
+}
+
+/// Lets public pages through; everything else needs a live session, and a request that
+/// changes anything needs the session's CSRF token too.
+pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if is_public(&path) {
+        return next.run(req).await;
+    }
+    let auth = &st.shared.auth;
+    let now = Instant::now();
+    let Some((token, csrf)) =
+        cookie(req.headers(), SESSION_COOKIE).and_then(|t| auth.session(&t, now).map(|c| (t, c)))
+    else {
+        return unauthorized(&path, auth.has_password());
+    };
+    let mut req = req;
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let header_token = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let given = match header_token {
+            Some(t) => Some(t),
+            None => {
+                let is_form = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+                if !is_form {
+                    None
+                } else {
+                    let (parts, body) = req.into_parts();
+                    let Ok(bytes) = to_bytes(body, MAX_FORM).await else {
+                        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large\n").into_response();
+                    };
+                    let t = form_field(&bytes, "csrf");
+                    req = Request::from_parts(parts, Body::from(bytes));
+                    t
+                }
+            }
+        };
+        if !given.is_some_and(|g| same(&g, &csrf)) {
+            return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+        }
+    }
+    req.extensions_mut().insert(SessionInfo { token, csrf });
+    next.run(req).await
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    hostname: String,
+    setup: bool,
+    csrf: String,
+    error: Option<String>,
+}
+
+fn login_page(st: &AppState, setup: bool, error: Option<String>, status: StatusCode) -> Response {
+    let csrf = super::session::random_token();
+    let page = LoginPage {
+        hostname: st.ctx.config.system.hostname.clone(),
+        setup,
+        csrf: csrf.clone(),
+        error,
+    };
+    match page.render() {
+        Ok(html) => (
+            status,
+            [(header::SET_COOKIE, set_cookie(PRE_COOKIE, &csrf, 3600))],
+            Html(html),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
+    }
+}
+
+/// GET /setup: the first visit chooses the password.
+pub async fn setup_form(State(st): State<AppState>) -> Response {
+    if st.shared.auth.has_password() {
+        return Redirect::to("/login").into_response();
+    }
+    login_page(&st, true, None, StatusCode::OK)
+}
+
+/// GET /login
+pub async fn login_form(State(st): State<AppState>) -> Response {
+    if !st.shared.auth.has_password() {
+        return Redirect::to("/setup").into_response();
+    }
+    login_page(&st, false, None, StatusCode::OK)
+}
+
+fn pre_token_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+    match (cookie(headers, PRE_COOKIE), form.get("csrf")) {
+        (Some(c), Some(f)) => same(&c, f),
+        _ => false,
+    }
+}
+
+fn logged_in(st: &AppState) -> Response {
+    let (token, _) = st.shared.auth.start_session(Instant::now());
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (
+                header::SET_COOKIE,
+                set_cookie(SESSION_COOKIE, &token, SESSION_MAX.as_secs()),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+fn parse_form(body: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+/// POST /setup: password, again, csrf.
+pub async fn setup_submit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let auth = &st.shared.auth;
+    if auth.has_password() {
+        return (
+            StatusCode::CONFLICT,
+            "the password is already set; log in\n",
+        )
+            .into_response();
+    }
+    let form = parse_form(&body);
+    if !pre_token_ok(&headers, &form) {
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+    }
+    let field = |k: &str| form.get(k).map_or("", String::as_str);
+    if let Err(msg) = super::session::Auth::check_new_password(field("password"), field("again")) {
+        return login_page(&st, true, Some(msg), StatusCode::BAD_REQUEST);
+    }
+    if let Err(e) = auth.set_password(field("password")) {
+        return login_page(
+            &st,
+            true,
+            Some(format!("Could not save the password: {e}")),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        );
+    }
+    eprintln!("web: admin password set");
+    logged_in(&st)
+}
+
+/// POST /login: password, csrf.
+pub async fn login_submit(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if !pre_token_ok(&headers, &form) {
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+    }
+    let pw = form.get("password").map_or("", String::as_str);
+    match st.shared.auth.verify(peer.ip(), pw, Instant::now()) {
+        Ok(()) => logged_in(&st),
+        Err(LoginError::NoPassword) => Redirect::to("/setup").into_response(),
+        Err(LoginError::WrongPassword) => login_page(
+            &st,
+            false,
+            Some("Wrong password.".into()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Err(LoginError::Throttled(wait)) => {
+            let secs = wait.as_secs().max(1);
+            let mut r = login_page(
+                &st,
+                false,
+                Some(format!("Too many attempts; try again in {secs} s.")),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(v) = secs.to_string().parse() {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+    }
+}
+
+/// POST /logout (CSRF checked by the middleware).
+pub async fn logout(
+    State(st): State<AppState>,
+    axum::Extension(s): axum::Extension<SessionInfo>,
+) -> Response {
+    st.shared.auth.end_session(&s.token);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/login".to_string()),
+            (header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0)),
+        ],
+    )
+        .into_response()
+}
+
+/// GET /api/session: the CSRF token scripts send as `X-CSRF-Token`.
+pub async fn session_json(axum::Extension(s): axum::Extension<SessionInfo>) -> Response {
+    axum::Json(serde_json::json!({ "csrf": s.csrf })).into_response()
+}

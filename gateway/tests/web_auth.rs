@@ -1,0 +1,349 @@
+//! The admin server's login, sessions and CSRF checks, through the real axum router
+//! (tower `oneshot`, no sockets).
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use gateway::config::Config;
+use gateway::context::Context;
+use gateway::dhcp::lease_store::LeaseStore;
+use gateway::traffic::Traffic;
+use gateway::web::session::Auth;
+use gateway::web::{router, AppState, Shared};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+struct Lab {
+    app: Router,
+    dir: PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn lab(tag: &str) -> Lab {
+    let dir = std::env::temp_dir().join(format!("gh-webauth-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = Config::default();
+    let (_tx, rx) = tokio::sync::watch::channel(gateway::wan::WanStatus::default());
+    let ctx = Context {
+        config: Arc::new(cfg.clone()),
+        config_error: None,
+        run_dir: dir.clone(),
+        wan: rx,
+    };
+    let shared = Shared {
+        leases: Arc::new(Mutex::new(
+            LeaseStore::open(&dir.join("leases.json"), 16).unwrap(),
+        )),
+        dhcp: Default::default(),
+        dns: Default::default(),
+        nat: Default::default(),
+        traffic: Arc::new(Traffic::new(&cfg, &dir)),
+        auth: Arc::new(Auth::open(&dir)),
+    };
+    Lab {
+        app: router(AppState { ctx, shared }),
+        dir,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    location: Option<String>,
+    cookies: Vec<String>,
+    body: String,
+}
+
+impl Reply {
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.iter().find_map(|c| {
+            let (kv, _) = c.split_once(';')?;
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    }
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    cookie: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let mut b = Request::builder().method(method).uri(uri);
+    if !cookie.is_empty() {
+        b = b.header(header::COOKIE, cookie);
+    }
+    if method == "POST" {
+        b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    let mut req = b.body(Body::from(body.to_string())).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([192, 168, 1, 10], 50000))));
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    let cookies = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        location,
+        cookies,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// First visit: sets the password; returns the session cookie.
+async fn set_up(app: &Router, pw: &str) -> String {
+    let form = call(app, "GET", "/setup", "", "", &[]).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let pre = form.cookie("gh_pre").expect("pre-session cookie");
+    let r = call(
+        app,
+        "POST",
+        "/setup",
+        &format!("gh_pre={pre}"),
+        &format!("csrf={pre}&password={pw}&again={pw}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let s = r.cookie("gh_session").expect("session cookie");
+    let attrs = r
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("gh_session="))
+        .unwrap();
+    assert!(
+        attrs.contains("HttpOnly")
+            && attrs.contains("SameSite=Strict")
+            && attrs.contains("Max-Age="),
+        "{attrs}"
+    );
+    format!("gh_session={s}")
+}
+
+#[tokio::test]
+async fn nothing_is_open_before_the_password_is_set() {
+    let l = lab("first");
+    for path in [
+        "/",
+        "/api/status",
+        "/api/traffic/stats",
+        "/api/capture",
+        "/api/nat",
+    ] {
+        let r = call(&l.app, "GET", path, "", "", &[]).await;
+        if path.starts_with("/api/") {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
+        } else {
+            assert_eq!(r.location.as_deref(), Some("/setup"), "{path}");
+        }
+    }
+    assert_eq!(
+        call(&l.app, "GET", "/login", "", "", &[])
+            .await
+            .location
+            .as_deref(),
+        Some("/setup")
+    );
+    // Too short, and mismatched, are refused with a message.
+    let pre = call(&l.app, "GET", "/setup", "", "", &[])
+        .await
+        .cookie("gh_pre")
+        .unwrap();
+    let c = format!("gh_pre={pre}");
+    let r = call(
+        &l.app,
+        "POST",
+        "/setup",
+        &c,
+        &format!("csrf={pre}&password=short&again=short"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("at least 8"));
+    // Without the pre-session token: refused.
+    let r = call(
+        &l.app,
+        "POST",
+        "/setup",
+        "",
+        "password=longenough&again=longenough",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let session = set_up(&l.app, "longenough").await;
+    let page = call(&l.app, "GET", "/", &session, "", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Log out"));
+    // Setup is closed once a password exists.
+    let pre = call(&l.app, "GET", "/login", "", "", &[])
+        .await
+        .cookie("gh_pre")
+        .unwrap();
+    let r = call(
+        &l.app,
+        "POST",
+        "/setup",
+        &format!("gh_pre={pre}"),
+        &format!("csrf={pre}&password=takeover1&again=takeover1"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn login_logout_and_throttling() {
+    let l = lab("login");
+    set_up(&l.app, "longenough").await;
+    let pre = call(&l.app, "GET", "/login", "", "", &[])
+        .await
+        .cookie("gh_pre")
+        .unwrap();
+    let c = format!("gh_pre={pre}");
+    let ok = call(
+        &l.app,
+        "POST",
+        "/login",
+        &c,
+        &format!("csrf={pre}&password=longenough"),
+        &[],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let session = format!("gh_session={}", ok.cookie("gh_session").unwrap());
+    assert_eq!(
+        call(&l.app, "GET", "/api/status", &session, "", &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let csrf: serde_json::Value = serde_json::from_str(
+        &call(&l.app, "GET", "/api/session", &session, "", &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    let csrf = csrf["csrf"].as_str().unwrap().to_string();
+    let out = call(
+        &l.app,
+        "POST",
+        "/logout",
+        &session,
+        &format!("csrf={csrf}"),
+        &[],
+    )
+    .await;
+    assert_eq!(out.location.as_deref(), Some("/login"));
+    assert_eq!(
+        call(&l.app, "GET", "/api/status", &session, "", &[])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            call(
+                &l.app,
+                "POST",
+                "/login",
+                &c,
+                &format!("csrf={pre}&password=guess"),
+                &[],
+            )
+            .await
+            .status,
+        );
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        *statuses.last().unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{statuses:?}"
+    );
+    let locked = call(
+        &l.app,
+        "POST",
+        "/login",
+        &c,
+        &format!("csrf={pre}&password=longenough"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the right password got through a lockout"
+    );
+}
+
+#[tokio::test]
+async fn every_post_needs_the_csrf_token() {
+    let l = lab("csrf");
+    let session = set_up(&l.app, "longenough").await;
+    let csrf: serde_json::Value = serde_json::from_str(
+        &call(&l.app, "GET", "/api/session", &session, "", &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    let csrf = csrf["csrf"].as_str().unwrap().to_string();
+    let toggle = "/api/capture/02:00:00:00:00:01?enabled=false";
+    for (body, hdr) in [("", None), ("csrf=wrong", None), ("", Some("wrong"))] {
+        let extra: Vec<(&str, &str)> = hdr.map(|h| vec![("x-csrf-token", h)]).unwrap_or_default();
+        let r = call(&l.app, "POST", toggle, &session, body, &extra).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body:?} {hdr:?}");
+    }
+    let r = call(
+        &l.app,
+        "POST",
+        toggle,
+        &session,
+        "",
+        &[("x-csrf-token", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(
+        &l.app,
+        "POST",
+        "/logout",
+        &session,
+        &format!("csrf={csrf}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // Login itself needs its pre-session token.
+    let r = call(&l.app, "POST", "/login", "", "password=longenough", &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
