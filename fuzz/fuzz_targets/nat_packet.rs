@@ -3,9 +3,15 @@
 //! and the per-packet decision `translate` in both directions: the packet goes
 //! out, and the peer's answer (addresses and ports swapped) comes back in.
 //!
+//! ICMP errors too: any input is also tried as an ICMP error (`quoted`,
+//! `rewrite_quoted`), and a translated packet is quoted, cut at a fuzzed length,
+//! in a time-exceeded from the path (inbound), as is the peer's answer in a port
+//! unreachable from the inside host (outbound). Hairpin directions with an
+//! empty table must leave every packet alone.
+//!
 //! Properties: nothing panics; rewrites never change the length; checksums that
 //! were right stay right; a reply to a translated packet is translated back to
-//! the inside host.
+//! the inside host, and so is an ICMP error about it.
 
 #![no_main]
 
@@ -139,6 +145,52 @@ fn answer(buf: &mut [u8]) {
     }
 }
 
+/// Wraps `quote` in an ICMP error from `src` to `dst`, checksums valid.
+fn icmp_error(src: Ipv4Addr, dst: Ipv4Addr, typ: u8, quote: &[u8]) -> Vec<u8> {
+    let total = 28 + quote.len();
+    let mut v = vec![0u8; total];
+    v[0] = 0x45;
+    v[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    v[8] = 64;
+    v[9] = packet::PROTO_ICMP;
+    v[12..16].copy_from_slice(&src.octets());
+    v[16..20].copy_from_slice(&dst.octets());
+    let c = !packet::fold(packet::sum16(&v[..20], 0));
+    v[10..12].copy_from_slice(&c.to_be_bytes());
+    v[20] = typ;
+    v[28..].copy_from_slice(quote);
+    let c = !packet::fold(packet::sum16(&v[20..], 0));
+    v[22..24].copy_from_slice(&c.to_be_bytes());
+    v
+}
+
+/// The input itself as an ICMP error: parsing never panics, a refused rewrite
+/// leaves it alone, an accepted one leaves valid ICMP and quoted IP checksums.
+fn quoted_copy(data: &[u8], side: Side) {
+    let mut buf = data.to_vec();
+    let Ok(mut p) = Ipv4Packet::new_checked(&mut buf[..]) else {
+        return;
+    };
+    let _ = p.quoted();
+    if p.rewrite_quoted(side, WAN, side, Ipv4Addr::new(10, 1, 2, 3), 4242)
+        .is_err()
+    {
+        assert_eq!(buf, data, "a refused quoted rewrite modified the packet");
+        return;
+    }
+    let h = hlen(&buf);
+    let seg = &buf[h..total(&buf)];
+    assert_eq!(packet::fold(packet::sum16(seg, 0)), 0xffff, "ICMP checksum");
+    let q = &seg[8..];
+    let qh = usize::from(q[0] & 0x0f) * 4;
+    assert_eq!(packet::fold(packet::sum16(&q[..qh], 0)), 0xffff, "quoted IP checksum");
+}
+
+/// Quoted length for the error round trip: at least the header plus 8 bytes.
+fn quote_len(out: &[u8], fuzz: u8) -> usize {
+    (hlen(out) + 8 + usize::from(fuzz)).min(total(out))
+}
+
 fn translate_round_trip(data: &[u8], csum: Csum) {
     let mut map = Mappings::new(Params::default(), 0x5eed);
     let mut out = data.to_vec();
@@ -192,6 +244,39 @@ fn translate_round_trip(data: &[u8], csum: Csum) {
         );
     }
 
+    // A router on the path reports the translated packet: the error goes to the
+    // inside host, quoting the packet as the inside host sent it.
+    let hop = Ipv4Addr::new(198, 51, 100, 254);
+    let k = quote_len(&out, data[data.len() - 1]);
+    let mut err = icmp_error(hop, WAN, 11, &out[..k]);
+    let res = translate::translate(&mut err, Direction::Inbound, Some(WAN), csum, &mut map, 2);
+    if ip_ok(data) {
+        res.unwrap_or_else(|d| panic!("an error about a translated packet was dropped: {d:?}"));
+    }
+    if res.is_ok() {
+        let p = Ipv4Packet::new_checked(&err[..]).unwrap();
+        assert_eq!(p.dst(), inside_ip, "error not sent to the inside host");
+        let q = p.quoted().expect("translated error still parses");
+        assert_eq!((q.src, q.src_port), (inside_ip, inside_port), "quote not restored");
+        assert!(ip_ok(&err));
+    }
+
+    // The inside host reports the answer it got: the error leaves from the WAN
+    // address, quoting the answer as the peer sent it.
+    let k = quote_len(&back, data[0]);
+    let mut err = icmp_error(inside_ip, p.src(), 3, &back[..k]);
+    let res = translate::translate(&mut err, Direction::Outbound, Some(WAN), csum, &mut map, 3);
+    let answer_is_echo_reply = matches!(p.l4(), Ok(L4::IcmpEcho { request: false, .. }));
+    if ip_ok(data) && (p.protocol() != packet::PROTO_ICMP || answer_is_echo_reply) {
+        res.unwrap_or_else(|d| panic!("an error about a delivered packet was dropped: {d:?}"));
+    }
+    if res.is_ok() {
+        let p = Ipv4Packet::new_checked(&err[..]).unwrap();
+        assert_eq!(p.src(), WAN, "error from inside left with a LAN source");
+        let q = p.quoted().expect("translated error still parses");
+        assert_eq!(q.dst, WAN, "quote leaks the inside address");
+    }
+
     // Anything addressed to the WAN without a mapping is dropped, untouched.
     let mut fresh = Mappings::new(Params::default(), 1);
     let mut stray = data.to_vec();
@@ -216,8 +301,21 @@ fuzz_target!(|data: &[u8]| {
             rewrite_copy(data, side, csum);
         }
     }
+    for side in [Side::Src, Side::Dst] {
+        quoted_copy(data, side);
+    }
     for csum in [Csum::Complete, Csum::NotReady] {
         translate_round_trip(data, csum);
+    }
+    // From the LAN to the WAN address (hairpin): with no mapping, anything
+    // accepted stays with the router untouched, and a dropped packet is untouched.
+    for dir in [Direction::HairpinIn, Direction::HairpinOut] {
+        let mut map = Mappings::new(Params::default(), 9);
+        let mut buf = data.to_vec();
+        match translate::translate(&mut buf, dir, Some(WAN), Csum::Complete, &mut map, 0) {
+            Ok(translate::Action::Translated) => panic!("{dir:?} translated with no mapping"),
+            _ => assert_eq!(buf, data, "{dir:?} changed a packet it did not translate"),
+        }
     }
     // Inbound as the datapath sees it: the packet as is, and aimed at the WAN
     // address so the mapping lookup runs.

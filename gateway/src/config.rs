@@ -6,7 +6,7 @@
 //! the LAN without DHCP.
 
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -168,6 +168,106 @@ pub struct Blocklist {
 pub struct Nat {
     pub enabled: bool,
     pub queue_num: u16,
+    /// Which remotes may send to a mapping: "endpoint-independent" (any, full cone),
+    /// "address-dependent" or "address-and-port-dependent" (only where the inside host sent).
+    pub filtering: crate::nat::mapping::Filtering,
+    /// Static port forwards: `[[nat.forwards]]` tables. gatewayd re-reads these (and only
+    /// these) from the file on SIGHUP; every other setting still needs a restart.
+    pub forwards: Vec<Forward>,
+}
+
+/// Inbound traffic to `external` on the WAN address goes to `inside`; a range maps 1:1 onto
+/// consecutive inside ports starting at `inside`'s port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    pub protocol: ForwardProtocol,
+    /// One port (`8080`) or a range (`"8000-8010"`).
+    pub external: PortRange,
+    /// "192.168.1.20:80": a LAN host and its (first) port.
+    pub inside: SocketAddrV4,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardProtocol {
+    Tcp,
+    Udp,
+    Both,
+}
+
+/// An inclusive port range, written as a number or as "first-last".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn len(&self) -> u32 {
+        u32::from(self.last) - u32::from(self.first) + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn overlaps(&self, o: &PortRange) -> bool {
+        self.first <= o.last && o.first <= self.last
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let port = |t: &str| {
+            t.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{s:?} is not a port (1-65535) or a range \"first-last\""))
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if first > last {
+            return Err(format!("port range {s:?} ends before it starts"));
+        }
+        Ok(Self { first, last })
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        if self.first == self.last {
+            ser.serialize_u16(self.first)
+        } else {
+            ser.serialize_str(&format!("{}-{}", self.first, self.last))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PortRange;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port (8080) or a range (\"8000-8010\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortRange, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortRange, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortRange, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        de.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -292,6 +392,8 @@ impl Default for Nat {
         Self {
             enabled: true,
             queue_num: 0,
+            filtering: Default::default(),
+            forwards: Vec::new(),
         }
     }
 }
@@ -403,11 +505,66 @@ fn validate(cfg: &Config) -> Result<(), String> {
     validate_dhcp_extras(d, lan)?;
     validate_dns(&cfg.dns)?;
     validate_traffic(&cfg.traffic, &cfg.capture)?;
+    validate_forwards(&cfg.nat.forwards, lan)?;
     if cfg.wan.mode != "dhcp" {
         return Err(format!(
             "wan.mode {:?} is not supported (use \"dhcp\")",
             cfg.wan.mode
         ));
+    }
+    Ok(())
+}
+
+/// Most forwards a config may hold.
+pub const MAX_FORWARDS: usize = 256;
+
+fn validate_forwards(fwds: &[Forward], lan: &Lan) -> Result<(), String> {
+    if fwds.len() > MAX_FORWARDS {
+        return Err(format!("nat.forwards: at most {MAX_FORWARDS}"));
+    }
+    let (lo, hi) = crate::nat::ROUTER_PORTS;
+    let router = PortRange {
+        first: lo,
+        last: hi,
+    };
+    let udp = |f: &Forward| f.protocol != ForwardProtocol::Tcp;
+    let tcp = |f: &Forward| f.protocol != ForwardProtocol::Udp;
+    for (i, f) in fwds.iter().enumerate() {
+        let (e, ip) = (f.external, *f.inside.ip());
+        let name = format!("nat.forwards[{i}] (external {}-{})", e.first, e.last);
+        if !lan.contains(ip) || ip == lan.address {
+            return Err(format!(
+                "{name}: inside address {ip} is not a LAN host (LAN {}/{})",
+                lan.address, lan.prefix_len
+            ));
+        }
+        let host_bits = u32::from(ip) & !prefix_mask(lan.prefix_len);
+        if host_bits == 0 || host_bits == !prefix_mask(lan.prefix_len) {
+            return Err(format!(
+                "{name}: inside address {ip} is the LAN's network or broadcast address"
+            ));
+        }
+        if f.inside.port() == 0 || u32::from(f.inside.port()) + e.len() - 1 > 65535 {
+            return Err(format!(
+                "{name}: inside port {} cannot take {} port(s)",
+                f.inside.port(),
+                e.len()
+            ));
+        }
+        if e.overlaps(&router) {
+            return Err(format!("{name}: overlaps the router's own ports {lo}-{hi}"));
+        }
+        if udp(f) && e.first <= 68 && 68 <= e.last {
+            return Err(format!("{name}: UDP port 68 is the router's DHCP client"));
+        }
+        for (j, g) in fwds[..i].iter().enumerate() {
+            if e.overlaps(&g.external) && ((udp(f) && udp(g)) || (tcp(f) && tcp(g))) {
+                return Err(format!(
+                    "{name}: overlaps nat.forwards[{j}] (external {}-{})",
+                    g.external.first, g.external.last
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -603,6 +760,113 @@ mod tests {
         let cfg =
             parse(&readme[start..start + len]).unwrap_or_else(|e| panic!("README example: {e}"));
         assert_eq!(cfg.dhcp.static_leases.len(), 1);
+    }
+
+    #[test]
+    fn nat_filtering_modes() {
+        use crate::nat::mapping::Filtering;
+        assert_eq!(
+            Config::default().nat.filtering,
+            Filtering::EndpointIndependent
+        );
+        for (text, want) in [
+            ("endpoint-independent", Filtering::EndpointIndependent),
+            ("address-dependent", Filtering::AddressDependent),
+            (
+                "address-and-port-dependent",
+                Filtering::AddressAndPortDependent,
+            ),
+        ] {
+            let c = parse(&format!("[nat]\nfiltering = \"{text}\"\n")).unwrap();
+            assert_eq!(c.nat.filtering, want);
+        }
+        let e = parse("[nat]\n\nfiltering = \"full-cone\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("address-dependent"), "{e}");
+    }
+
+    #[test]
+    fn nat_forwards() {
+        let c = parse(
+            r#"
+[[nat.forwards]]
+protocol = "tcp"
+external = 8080
+inside = "192.168.1.20:80"
+
+[[nat.forwards]]
+protocol = "both"
+external = "7000-7009"
+inside = "192.168.1.21:9000"
+
+[[nat.forwards]]
+protocol = "udp"
+external = "8080"
+inside = "192.168.1.22:8080"
+"#,
+        )
+        .unwrap();
+        let f = &c.nat.forwards;
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].protocol, ForwardProtocol::Tcp);
+        assert_eq!(
+            f[0].external,
+            PortRange {
+                first: 8080,
+                last: 8080
+            }
+        );
+        assert_eq!(f[0].inside, "192.168.1.20:80".parse().unwrap());
+        assert_eq!(
+            f[1].external,
+            PortRange {
+                first: 7000,
+                last: 7009
+            }
+        );
+        assert_eq!(f[1].external.len(), 10);
+        // Serializes back to what it was read from.
+        let again: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+
+        let fwd = |proto: &str, ext: &str, inside: &str| {
+            format!("[[nat.forwards]]\nprotocol = \"{proto}\"\nexternal = {ext}\ninside = \"{inside}\"\n")
+        };
+        for (text, what) in [
+            (fwd("tcp", "0", "192.168.1.20:80"), "not a port"),
+            (fwd("tcp", "\"90-80\"", "192.168.1.20:80"), "ends before"),
+            (fwd("tcp", "\"80-x\"", "192.168.1.20:80"), "not a port"),
+            (fwd("tcp", "70000", "192.168.1.20:80"), "not a port"),
+            (fwd("icmp", "80", "192.168.1.20:80"), "unknown variant"),
+            (fwd("tcp", "80", "10.0.0.5:80"), "not a LAN host"),
+            (fwd("tcp", "80", "192.168.1.1:80"), "not a LAN host"),
+            (fwd("tcp", "80", "192.168.1.255:80"), "broadcast"),
+            (fwd("tcp", "80", "192.168.1.20:0"), "cannot take"),
+            (
+                fwd("tcp", "\"100-109\"", "192.168.1.20:65530"),
+                "cannot take",
+            ),
+            (
+                fwd("tcp", "\"60000-61000\"", "192.168.1.20:1"),
+                "router's own ports",
+            ),
+            (fwd("udp", "\"60-70\"", "192.168.1.20:60"), "DHCP client"),
+            (
+                fwd("tcp", "\"80-90\"", "192.168.1.20:80") + &fwd("both", "90", "192.168.1.21:90"),
+                "overlaps nat.forwards[0]",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.message.contains(what), "{text}: {e}");
+        }
+        // Same ports on different protocols are fine, and TCP 68 is not reserved.
+        parse(&(fwd("tcp", "\"60-70\"", "192.168.1.20:60") + &fwd("udp", "80", "192.168.1.20:80")))
+            .unwrap();
+        assert!(parse(
+            &"[[nat.forwards]]\nprotocol = \"tcp\"\nexternal = 1\ninside = \"192.168.1.20:1\"\n"
+                .repeat(257)
+        )
+        .is_err());
     }
 
     #[test]

@@ -114,11 +114,21 @@ async fn serve(args: Args, loaded: config::Loaded) {
         leases: store,
         dhcp: Arc::new(dhcp::Counters::default()),
         dns: Arc::new(dns::Counters::default()),
-        nat: Arc::new(nat::Table::new()),
+        nat: Arc::new(nat::Table::from_config(&config.nat)),
         traffic: Arc::new(traffic::Traffic::new(&config, &args.data_dir)),
         auth: Arc::new(web::session::Auth::open(&args.data_dir)),
     };
     let mut tasks = tokio::task::JoinSet::new();
+    // SIGHUP re-applies the config file's port forwards. Registered before anything else runs:
+    // the signal's default action would end the process.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("SIGHUP handler");
+    tasks.spawn(nat::reload_on_sighup(
+        hup,
+        args.config.clone(),
+        args.no_config,
+        shared.nat.clone(),
+    ));
     if !args.no_wan_client {
         tasks.spawn(wan::udhcpc::run(ctx.clone(), wan_tx));
     } else {

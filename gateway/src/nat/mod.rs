@@ -17,7 +17,8 @@ use crate::context::Context;
 use anyhow::Context as _;
 use mapping::{Mappings, Millis, Params, Proto, TcpState};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use translate::{Direction, Drop};
@@ -34,17 +35,25 @@ const WAN_POLL_EVERY: Duration = Duration::from_secs(1);
 pub struct Stats {
     pub translated_out: AtomicU64,
     pub translated_in: AtomicU64,
+    /// LAN packets to a mapped or forwarded port of the WAN address, sent back into the LAN.
+    pub hairpinned: AtomicU64,
+    /// LAN packets to the WAN address that no mapping claims: left to the router's own stack.
+    pub to_router: AtomicU64,
     pub drop_no_wan_address: AtomicU64,
     pub drop_truncated: AtomicU64,
     pub drop_malformed: AtomicU64,
     pub drop_fragment: AtomicU64,
     pub drop_unsupported: AtomicU64,
     pub drop_no_mapping: AtomicU64,
+    pub drop_filtered: AtomicU64,
     pub drop_not_for_us: AtomicU64,
     pub drop_ports_exhausted: AtomicU64,
     pub recv_errors: AtomicU64,
     pub verdict_errors: AtomicU64,
     pub expired: AtomicU64,
+    /// SIGHUP reloads of the forward set that were applied, and that were refused.
+    pub forward_reloads: AtomicU64,
+    pub forward_reload_errors: AtomicU64,
 }
 
 impl Stats {
@@ -56,6 +65,7 @@ impl Stats {
             Drop::Fragment => &self.drop_fragment,
             Drop::Unsupported => &self.drop_unsupported,
             Drop::NoMapping => &self.drop_no_mapping,
+            Drop::Filtered => &self.drop_filtered,
             Drop::NotForUs => &self.drop_not_for_us,
             Drop::PortsExhausted => &self.drop_ports_exhausted,
         }
@@ -68,17 +78,25 @@ pub struct StatsView {
     pub mappings: usize,
     pub translated_out: u64,
     pub translated_in: u64,
+    pub hairpinned: u64,
+    pub to_router: u64,
     pub drop_no_wan_address: u64,
     pub drop_truncated: u64,
     pub drop_malformed: u64,
     pub drop_fragment: u64,
     pub drop_unsupported: u64,
     pub drop_no_mapping: u64,
+    pub drop_filtered: u64,
     pub drop_not_for_us: u64,
     pub drop_ports_exhausted: u64,
     pub recv_errors: u64,
     pub verdict_errors: u64,
     pub expired: u64,
+    pub forwards: usize,
+    pub forward_reloads: u64,
+    pub forward_reload_errors: u64,
+    /// Why the last refused reload was refused (cleared by a good one).
+    pub forward_reload_error: Option<String>,
 }
 
 impl StatsView {
@@ -90,6 +108,7 @@ impl StatsView {
             + self.drop_fragment
             + self.drop_unsupported
             + self.drop_no_mapping
+            + self.drop_filtered
             + self.drop_not_for_us
             + self.drop_ports_exhausted
     }
@@ -116,6 +135,9 @@ pub struct MappingView {
 /// The shared NAT state: the mapping table plus counters. Share as `Arc<Table>`.
 pub struct Table {
     map: Mutex<Mappings>,
+    /// Forwards as configured ("both" counts once).
+    forwards: AtomicUsize,
+    reload_error: Mutex<Option<String>>,
     epoch: Instant,
     epoch_unix_ms: u64,
     pub stats: Stats,
@@ -132,10 +154,22 @@ impl Table {
         Self::with_params(Params::default())
     }
 
+    /// A table with the behaviour and the forwards `[nat]` asks for.
+    pub fn from_config(cfg: &crate::config::Nat) -> Self {
+        let t = Self::with_params(Params {
+            filtering: cfg.filtering,
+            ..Params::default()
+        });
+        t.set_forwards(&cfg.forwards);
+        t
+    }
+
     pub fn with_params(params: Params) -> Self {
         let epoch_unix_ms = crate::clock::unix_ms();
         Self {
             map: Mutex::new(Mappings::new(params, rand::random())),
+            forwards: AtomicUsize::new(0),
+            reload_error: Mutex::new(None),
             epoch: Instant::now(),
             epoch_unix_ms,
             stats: Stats::default(),
@@ -158,9 +192,45 @@ impl Table {
         dir: Direction,
         wan: Option<Ipv4Addr>,
         csum: packet::Csum,
-    ) -> Result<(), Drop> {
+    ) -> Result<translate::Action, Drop> {
         let now = self.now();
         translate::translate(buf, dir, wan, csum, &mut self.lock(), now)
+    }
+
+    /// Puts a (validated) forward set in force; returns how many mappings it ended.
+    pub fn set_forwards(&self, fwds: &[crate::config::Forward]) -> usize {
+        let now = self.now();
+        self.forwards.store(fwds.len(), Relaxed);
+        self.lock().set_forwards(forwards(fwds), now)
+    }
+
+    /// What SIGHUP does: re-reads the config file and applies its forward set, and only that
+    /// (the rest of the config needs a restart for now). The whole file is validated first;
+    /// if it is rejected the forwards in force stay, and the error is counted and kept for
+    /// the UI. An absent file means defaults, as at startup: no forwards. Returns the number
+    /// of forwards in force and of mappings ended.
+    pub fn reload_forwards(&self, path: &Path) -> Result<(usize, usize), String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e.to_string()),
+        };
+        let cfg = text.and_then(|t| crate::config::parse(&t).map_err(|e| e.to_string()));
+        let mut last_error = self.reload_error.lock().unwrap_or_else(|e| e.into_inner());
+        match cfg {
+            Ok(cfg) => {
+                let ended = self.set_forwards(&cfg.nat.forwards);
+                self.stats.forward_reloads.fetch_add(1, Relaxed);
+                *last_error = None;
+                Ok((cfg.nat.forwards.len(), ended))
+            }
+            Err(e) => {
+                let e = format!("{}: {e}", path.display());
+                self.stats.forward_reload_errors.fetch_add(1, Relaxed);
+                *last_error = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     fn sweep(&self) {
@@ -208,14 +278,25 @@ impl Table {
         let g = |a: &AtomicU64| a.load(Relaxed);
         StatsView {
             mappings: self.lock().len(),
+            forwards: self.forwards.load(Relaxed),
+            forward_reloads: g(&s.forward_reloads),
+            forward_reload_errors: g(&s.forward_reload_errors),
+            forward_reload_error: self
+                .reload_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             translated_out: g(&s.translated_out),
             translated_in: g(&s.translated_in),
+            hairpinned: g(&s.hairpinned),
+            to_router: g(&s.to_router),
             drop_no_wan_address: g(&s.drop_no_wan_address),
             drop_truncated: g(&s.drop_truncated),
             drop_malformed: g(&s.drop_malformed),
             drop_fragment: g(&s.drop_fragment),
             drop_unsupported: g(&s.drop_unsupported),
             drop_no_mapping: g(&s.drop_no_mapping),
+            drop_filtered: g(&s.drop_filtered),
             drop_not_for_us: g(&s.drop_not_for_us),
             drop_ports_exhausted: g(&s.drop_ports_exhausted),
             recv_errors: g(&s.recv_errors),
@@ -223,6 +304,60 @@ impl Table {
             expired: g(&s.expired),
         }
     }
+}
+
+/// The mapping table's form of configured forwards: "both" becomes one per protocol.
+pub fn forwards(cfg: &[crate::config::Forward]) -> Vec<mapping::Forward> {
+    use crate::config::ForwardProtocol as P;
+    let mut v = Vec::new();
+    for f in cfg {
+        let protos: &[Proto] = match f.protocol {
+            P::Tcp => &[Proto::Tcp],
+            P::Udp => &[Proto::Udp],
+            P::Both => &[Proto::Tcp, Proto::Udp],
+        };
+        for &proto in protos {
+            v.push(mapping::Forward {
+                proto,
+                first: f.external.first,
+                last: f.external.last,
+                inside: *f.inside.ip(),
+                inside_first: f.inside.port(),
+            });
+        }
+    }
+    v
+}
+
+/// Applies the config file's forward set on every SIGHUP (see `Table::reload_forwards`).
+/// `hup` is registered by the caller before anything can send the signal, whose default
+/// action would end the process. In failsafe mode the file is left alone.
+pub async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    path: std::path::PathBuf,
+    failsafe: bool,
+    table: Arc<Table>,
+) -> anyhow::Result<()> {
+    while hup.recv().await.is_some() {
+        if failsafe {
+            eprintln!("gatewayd: SIGHUP ignored: failsafe mode runs on built-in defaults");
+            continue;
+        }
+        let t = table.clone();
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || t.reload_forwards(&p)).await? {
+            Ok((n, ended)) => {
+                eprintln!("gatewayd: nat: SIGHUP: {n} forwards in force, {ended} mappings ended")
+            }
+            Err(e) => eprintln!(
+                "gatewayd: nat: SIGHUP: config rejected, forwards unchanged ({} in force, {} \
+                 rejected reloads): {e}",
+                table.stats().forwards,
+                table.stats.forward_reload_errors.load(Relaxed)
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// The WAN address the queue thread translates to (0 = none yet), updated by the maintenance
@@ -240,6 +375,22 @@ impl WanAddr {
 
     fn set(&self, a: Option<Ipv4Addr>) {
         self.0.store(a.map_or(0, u32::from), Relaxed);
+    }
+}
+
+/// The LAN interface's index (0 = not there), refreshed by the maintenance thread: the LAN
+/// bridge may come and go under init, and its index with it.
+#[derive(Default)]
+pub struct IfIndex(AtomicU32);
+
+impl IfIndex {
+    pub fn get(&self) -> u32 {
+        self.0.load(Relaxed)
+    }
+
+    fn refresh(&self, name: &str) {
+        let i = nix::net::if_::if_nametoindex(name).unwrap_or(0);
+        self.0.store(i, Relaxed);
     }
 }
 
@@ -282,6 +433,7 @@ pub fn run(
     let spec = firewall::Spec {
         lan_if: cfg.lan.interface.clone(),
         lan_addr: cfg.lan.address,
+        lan_prefix: cfg.lan.prefix_len,
         wan_if: cfg.wan.interface.clone(),
         queue_num: cfg.nat.queue_num,
         router_ports: ROUTER_PORTS,
@@ -289,17 +441,23 @@ pub fn run(
     let mut queue = queue::open(spec.queue_num)?;
     let wan = Arc::new(WanAddr::default());
     refresh_wan(&ctx, &wan, &table);
+    let lan = Arc::new(IfIndex::default());
+    lan.refresh(&spec.lan_if);
     let backend = firewall::apply(&spec).context("installing the firewall")?;
     // Forwarding only once the ruleset is in: before that, LAN traffic would leave untranslated.
-    firewall::set_sysctls(ROUTER_PORTS);
+    firewall::set_sysctls(ROUTER_PORTS, &spec.lan_if);
     eprintln!(
-        "gatewayd: nat: queue {} on {} ({backend:?})",
-        spec.queue_num, spec.wan_if
+        "gatewayd: nat: queue {} on {} ({backend:?}), filtering {:?}, {} forwards",
+        spec.queue_num,
+        spec.wan_if,
+        cfg.nat.filtering,
+        table.stats().forwards
     );
 
     let stop = Arc::new(AtomicBool::new(false));
     let maint = {
         let (ctx, wan, table, stop) = (ctx.clone(), wan.clone(), table.clone(), stop.clone());
+        let (lan, lan_if) = (lan.clone(), spec.lan_if.clone());
         std::thread::Builder::new()
             .name("nat-maint".into())
             .spawn(move || {
@@ -307,6 +465,7 @@ pub fn run(
                 while !stop.load(Relaxed) {
                     std::thread::sleep(WAN_POLL_EVERY);
                     refresh_wan(&ctx, &wan, &table);
+                    lan.refresh(&lan_if);
                     if last_sweep.elapsed() >= SWEEP_EVERY {
                         table.sweep();
                         last_sweep = Instant::now();
@@ -315,8 +474,77 @@ pub fn run(
             })
             .context("spawning nat maintenance thread")?
     };
-    let res = queue::serve(&mut queue, &table, &wan, &mut tap);
+    let res = queue::serve(&mut queue, &table, &wan, &lan, &mut tap);
     stop.store(true, Relaxed);
     let _ = maint.join();
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FWD: &str = "[[nat.forwards]]\nprotocol = \"both\"\nexternal = \"8080-8081\"\ninside = \"192.168.1.20:80\"\n";
+
+    #[test]
+    fn forwards_from_config_split_both() {
+        let cfg = crate::config::parse(FWD).unwrap();
+        let f = forwards(&cfg.nat.forwards);
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[0].proto, f[1].proto), (Proto::Tcp, Proto::Udp));
+        assert_eq!((f[0].first, f[0].last, f[0].inside_first), (8080, 8081, 80));
+    }
+
+    #[test]
+    fn reload_applies_good_files_and_keeps_the_set_on_bad_ones() {
+        let dir = std::env::temp_dir().join(format!("gh-nat-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gatehouse.toml");
+        let t = Table::new();
+        assert_eq!(t.stats().forwards, 0);
+
+        std::fs::write(&path, FWD).unwrap();
+        assert_eq!(t.reload_forwards(&path), Ok((1, 0)));
+        assert_eq!(t.stats().forwards, 1);
+        assert_eq!(t.lock().forwards().len(), 2, "one per protocol");
+        // A forward's mapping, to see it end when the forward goes.
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 5000);
+        let flags = packet::TcpFlags(packet::TcpFlags::SYN);
+        assert!(t
+            .lock()
+            .inbound(Proto::Tcp, 8081, remote, flags, 1, t.now())
+            .is_ok());
+
+        // Broken syntax, then valid TOML with an invalid forward: both refused, set kept.
+        for bad in [
+            "[nat\n",
+            "[[nat.forwards]]\nprotocol = \"tcp\"\nexternal = 80\ninside = \"10.9.9.9:80\"\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = t.reload_forwards(&path).unwrap_err();
+            assert!(e.contains("gatehouse.toml"), "{e}");
+            let s = t.stats();
+            assert_eq!(s.forwards, 1);
+            assert_eq!(s.forward_reload_error.as_deref(), Some(e.as_str()));
+        }
+        assert!(t
+            .stats()
+            .forward_reload_error
+            .unwrap()
+            .contains("not a LAN host"));
+        assert_eq!(t.stats().forward_reload_errors, 2);
+        assert_eq!(t.stats().mappings, 1);
+
+        // Removal ends the forward's mapping; an absent file means no forwards.
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(t.reload_forwards(&path), Ok((0, 1)));
+        let s = t.stats();
+        assert_eq!((s.forwards, s.mappings, s.forward_reloads), (0, 0, 2));
+        assert_eq!(s.forward_reload_error, None);
+        std::fs::write(&path, FWD).unwrap();
+        t.reload_forwards(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(t.reload_forwards(&path), Ok((0, 0)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -14,6 +14,9 @@ pub const PROTO_UDP: u8 = 17;
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_DEST_UNREACHABLE: u8 = 3;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
@@ -69,7 +72,12 @@ pub enum L4 {
         request: bool,
         ident: u16,
     },
-    /// Any other ICMP message (errors, timestamps...).
+    /// Destination unreachable (fragmentation needed included), time exceeded or parameter
+    /// problem: errors that quote the packet they are about (see `Ipv4Packet::quoted`).
+    IcmpError {
+        icmp_type: u8,
+    },
+    /// Any other ICMP message (timestamps, redirects...).
     Icmp {
         icmp_type: u8,
     },
@@ -90,6 +98,24 @@ pub enum Side {
 pub enum Csum {
     Complete,
     NotReady,
+}
+
+/// The packet an ICMP error is about, as quoted in it: its IP header and the first 8 or more
+/// bytes of its transport header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quoted {
+    /// PROTO_TCP, PROTO_UDP or PROTO_ICMP (then an echo request or reply).
+    pub protocol: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// Ports; for an echo message its identifier in both.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// For a quoted echo message: whether it is a request.
+    pub echo_request: bool,
+    /// Offset of the quoted IP header in the packet, and its length.
+    at: usize,
+    hlen: usize,
 }
 
 /// A validated IPv4 packet: header length and total length are known to fit the buffer.
@@ -200,11 +226,68 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
                         request: seg[0] == ICMP_ECHO_REQUEST,
                         ident: port(4),
                     },
+                    t @ (ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM) => {
+                        L4::IcmpError { icmp_type: t }
+                    }
                     t => L4::Icmp { icmp_type: t },
                 })
             }
             p => Ok(L4::Other(p)),
         }
+    }
+
+    /// The packet an ICMP error quotes, checked as RFC 5508 REQ-3 asks: the error's own
+    /// checksum and the quoted IP header's checksum must verify, IP options in the quote are
+    /// skipped, and at least 8 bytes of its transport header must be there. A quote that is
+    /// cut short is `Truncated`; one without ports (a non-first fragment) is `Fragment`; a
+    /// quoted ICMP error or other protocol is `Unsupported`.
+    pub fn quoted(&self) -> Result<Quoted, Error> {
+        if !matches!(self.l4()?, L4::IcmpError { .. }) {
+            return Err(Error::Unsupported);
+        }
+        let seg = &self.bytes()[self.hlen..];
+        if fold(sum16(seg, 0)) != 0xffff {
+            return Err(Error::Malformed);
+        }
+        let q = seg.get(8..).unwrap_or_default();
+        if q.len() < 20 {
+            return Err(Error::Truncated);
+        }
+        if q[0] >> 4 != 4 {
+            return Err(Error::Malformed);
+        }
+        let qh = usize::from(q[0] & 0x0f) * 4;
+        if qh < 20 {
+            return Err(Error::Malformed);
+        }
+        if q.len() < qh + 8 {
+            return Err(Error::Truncated);
+        }
+        if fold(sum16(&q[..qh], 0)) != 0xffff {
+            return Err(Error::Malformed);
+        }
+        if u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0 {
+            return Err(Error::Fragment);
+        }
+        let t = &q[qh..];
+        let be = |o: usize| u16::from_be_bytes([t[o], t[o + 1]]);
+        let (src_port, dst_port, echo_request) = match q[9] {
+            PROTO_TCP | PROTO_UDP => (be(0), be(2), false),
+            PROTO_ICMP if matches!(t[0], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) && t[1] == 0 => {
+                (be(4), be(4), t[0] == ICMP_ECHO_REQUEST)
+            }
+            _ => return Err(Error::Unsupported),
+        };
+        Ok(Quoted {
+            protocol: q[9],
+            src: Ipv4Addr::new(q[12], q[13], q[14], q[15]),
+            dst: Ipv4Addr::new(q[16], q[17], q[18], q[19]),
+            src_port,
+            dst_port,
+            echo_request,
+            at: self.hlen + 8,
+            hlen: qh,
+        })
     }
 
     /// True when the IP header checksum verifies.
@@ -326,6 +409,89 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         b[c..c + 2].copy_from_slice(&new_l4.to_be_bytes());
         Ok(())
     }
+
+    /// Translates an ICMP error: the outer packet's `outer` address becomes `outer_addr`, and
+    /// the quoted packet's `inner` address and port (echo: identifier) become `inner_addr` and
+    /// `inner_port`. Fixes the outer IP checksum, the quoted IP checksum, the quoted transport
+    /// checksum where the quote holds it (incrementally: the quote is usually cut short, and
+    /// the change does not depend on the missing bytes) and the ICMP checksum (in full).
+    /// Refused packets are left untouched.
+    pub fn rewrite_quoted(
+        &mut self,
+        outer: Side,
+        outer_addr: Ipv4Addr,
+        inner: Side,
+        inner_addr: Ipv4Addr,
+        inner_port: u16,
+    ) -> Result<(), Error> {
+        if self.is_fragment() {
+            return Err(Error::Fragment);
+        }
+        let q = self.quoted()?;
+        let hlen = self.hlen;
+        let b = self.bytes_mut();
+        set_addr(b, 0, outer, outer_addr);
+        let old_addr = set_addr(b, q.at, inner, inner_addr);
+        let t = q.at + q.hlen;
+        let avail = b.len() - t;
+        // Port (identifier) offset and checksum offset within the quoted transport header.
+        let (port_off, csum_off, pseudo) = match (q.protocol, inner) {
+            (PROTO_ICMP, _) => (4, 2, false),
+            (PROTO_TCP, Side::Src) => (0, 16, true),
+            (PROTO_TCP, Side::Dst) => (2, 16, true),
+            (_, Side::Src) => (0, 6, true),
+            (_, Side::Dst) => (2, 6, true),
+        };
+        let p = t + port_off;
+        let old_port = [b[p], b[p + 1]];
+        let new_port = inner_port.to_be_bytes();
+        b[p..p + 2].copy_from_slice(&new_port);
+        if csum_off + 2 <= avail {
+            let c = t + csum_off;
+            let old = u16::from_be_bytes([b[c], b[c + 1]]);
+            let udp = q.protocol == PROTO_UDP;
+            // UDP checksum 0 means "none" and stays so; a computed 0 is sent as 0xffff.
+            if !(udp && old == 0) {
+                let mut new = if pseudo {
+                    let mut o = [0u8; 6];
+                    let mut n = [0u8; 6];
+                    o[..2].copy_from_slice(&old_port);
+                    n[..2].copy_from_slice(&new_port);
+                    o[2..].copy_from_slice(&old_addr);
+                    n[2..].copy_from_slice(&inner_addr.octets());
+                    incremental(old, &o, &n)
+                } else {
+                    incremental(old, &old_port, &new_port)
+                };
+                if udp && new == 0 {
+                    new = 0xffff;
+                }
+                b[c..c + 2].copy_from_slice(&new.to_be_bytes());
+            }
+        }
+        let icmp = &mut b[hlen..];
+        icmp[2..4].fill(0);
+        let sum = !fold(sum16(icmp, 0));
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        Ok(())
+    }
+}
+
+/// Sets the source or destination address of the IP header at `at`, keeping its header
+/// checksum right. Returns the old address.
+fn set_addr(b: &mut [u8], at: usize, side: Side, addr: Ipv4Addr) -> [u8; 4] {
+    let off = at
+        + match side {
+            Side::Src => 12,
+            Side::Dst => 16,
+        };
+    let mut old = [0u8; 4];
+    old.copy_from_slice(&b[off..off + 4]);
+    let new = addr.octets();
+    let c = u16::from_be_bytes([b[at + 10], b[at + 11]]);
+    b[at + 10..at + 12].copy_from_slice(&incremental(c, &old, &new).to_be_bytes());
+    b[off..off + 4].copy_from_slice(&new);
+    old
 }
 
 /// One's-complement sum of big-endian 16-bit words (odd tail padded with zero), unfolded.
@@ -685,5 +851,55 @@ mod tests {
                 let _ = p.rewrite(Side::Dst, Ipv4Addr::LOCALHOST, 1, csum);
             }
         }
+    }
+
+    /// ICMP errors quoting random packets cut at random lengths, with random damage: parsing
+    /// and rewriting never panic, a refused rewrite changes nothing, and an accepted one
+    /// leaves every checksum it covers valid.
+    #[test]
+    fn quoted_packets_never_panic_and_keep_checksums() {
+        let mut rng = Rng(0xfeed);
+        let mut accepted = 0;
+        for i in 0..20000 {
+            let inner = random_packet(&mut rng);
+            let cut = (rng.next() % (inner.len() as u64 + 1)) as usize;
+            let quote = &inner[..cut.min(inner.len())];
+            let total = 28 + quote.len();
+            let mut v = vec![0u8; total];
+            v[0] = 0x45;
+            v[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            v[9] = PROTO_ICMP;
+            v[12..20].copy_from_slice(&rng.bytes(8));
+            let c = !fold(sum16(&v[..20], 0));
+            v[10..12].copy_from_slice(&c.to_be_bytes());
+            v[20] = [3, 11, 12][i % 3];
+            v[28..].copy_from_slice(quote);
+            let c = !fold(sum16(&v[20..], 0));
+            v[22..24].copy_from_slice(&c.to_be_bytes());
+            if rng.next().is_multiple_of(4) {
+                let k = (rng.next() as usize) % v.len();
+                v[k] ^= 1 << (rng.next() % 8);
+            }
+            let orig = v.clone();
+            let Ok(mut p) = Ipv4Packet::new_checked(&mut v[..]) else {
+                continue;
+            };
+            let side = if i % 2 == 0 { Side::Src } else { Side::Dst };
+            let r = p.rewrite_quoted(side, rng.ip(), side, rng.ip(), rng.u16());
+            if r.is_err() {
+                assert_eq!(v, orig, "case {i}: refused rewrite touched the packet");
+                continue;
+            }
+            accepted += 1;
+            let p = Ipv4Packet::new_checked(&v[..]).unwrap();
+            assert!(p.l4_checksum_ok(), "case {i}");
+            let q = p.quoted().unwrap();
+            let ip_ok = |b: &[u8]| fold(sum16(b, 0)) == 0xffff;
+            assert!(ip_ok(&v[q.at..q.at + q.hlen]), "case {i}");
+            if ip_ok(&orig[..20]) {
+                assert!(ip_ok(&v[..20]), "case {i}");
+            }
+        }
+        assert!(accepted > 5000, "only {accepted} accepted");
     }
 }

@@ -7,8 +7,8 @@
 //! the full L4 checksum is computed, because nfqueue marks a payload we replaced CHECKSUM_NONE.
 
 use super::packet::Csum;
-use super::translate::{Direction, Drop};
-use super::{Table, WanAddr};
+use super::translate::{Action, Direction, Drop};
+use super::{IfIndex, Table, WanAddr};
 use crate::traffic::tap::Tap;
 use anyhow::Context as _;
 use nfq::{Queue, Verdict};
@@ -31,8 +31,15 @@ pub fn open(queue_num: u16) -> anyhow::Result<Queue> {
 }
 
 /// Serves the queue until the socket fails. Never panics on packet contents. Every packet
-/// that goes through is noted on `tap` in its LAN-side form.
-pub fn serve(q: &mut Queue, table: &Table, wan: &WanAddr, tap: &mut Tap) -> anyhow::Result<()> {
+/// that goes through is noted on `tap` in its LAN-side form (a hairpinned one once, as its
+/// sender sent it). `lan` tells LAN-side packets (hairpins) from WAN-side ones.
+pub fn serve(
+    q: &mut Queue,
+    table: &Table,
+    wan: &WanAddr,
+    lan: &IfIndex,
+    tap: &mut Tap,
+) -> anyhow::Result<()> {
     let stats = &table.stats;
     // Polls first, and only when the queue is empty hands the tap's partial batch over and
     // blocks: the history stays current without a timer in the packet path.
@@ -59,8 +66,15 @@ pub fn serve(q: &mut Queue, table: &Table, wan: &WanAddr, tap: &mut Tap) -> anyh
                 _ => return Err(e).context("nfqueue recv"),
             },
         };
+        let lan_if = lan.get();
         let dir = match msg.get_hook() {
+            NF_INET_PRE_ROUTING if lan_if != 0 && msg.get_indev() == lan_if => {
+                Some(Direction::HairpinIn)
+            }
             NF_INET_PRE_ROUTING => Some(Direction::Inbound),
+            NF_INET_POST_ROUTING if lan_if != 0 && msg.get_outdev() == lan_if => {
+                Some(Direction::HairpinOut)
+            }
             NF_INET_POST_ROUTING => Some(Direction::Outbound),
             _ => None,
         };
@@ -79,27 +93,38 @@ pub fn serve(q: &mut Queue, table: &Table, wan: &WanAddr, tap: &mut Tap) -> anyh
                 let addr = wan.get();
                 let now = crate::clock::unix_ns();
                 let buf = msg.get_payload_mut();
-                if dir == Direction::Outbound {
-                    // Outgoing packets are seen before NAT rewrites them.
-                    let mark = tap.note(buf, true, now);
-                    let r = table.translate(buf, dir, addr, csum);
-                    if r.is_err() {
-                        tap.rollback(mark);
+                match dir {
+                    Direction::Outbound | Direction::HairpinIn => {
+                        // Outgoing packets are seen before NAT rewrites them. The router's own
+                        // ICMP errors (already from the WAN address) are no LAN host's
+                        // traffic, nor are packets that stay with the router.
+                        let own = addr.is_some_and(|a| buf.get(12..16) == Some(&a.octets()[..]));
+                        let mark = (!own).then(|| tap.note(buf, true, now));
+                        let r = table.translate(buf, dir, addr, csum);
+                        if let (Err(_) | Ok(Action::Local), Some(mark)) = (&r, mark) {
+                            tap.rollback(mark);
+                        }
+                        r
                     }
-                    r
-                } else {
-                    let r = table.translate(buf, dir, addr, csum);
-                    if r.is_ok() {
-                        tap.note(buf, false, now);
+                    Direction::Inbound => {
+                        let r = table.translate(buf, dir, addr, csum);
+                        if r.is_ok() {
+                            tap.note(buf, false, now);
+                        }
+                        r
                     }
-                    r
+                    // Already noted on its way in.
+                    Direction::HairpinOut => table.translate(buf, dir, addr, csum),
                 }
             }
         };
         tap.maybe_flush();
         match (result, dir) {
-            (Ok(()), Some(Direction::Outbound)) => stats.translated_out.fetch_add(1, Relaxed),
-            (Ok(()), _) => stats.translated_in.fetch_add(1, Relaxed),
+            (Ok(Action::Local), _) => stats.to_router.fetch_add(1, Relaxed),
+            (Ok(_), Some(Direction::Outbound)) => stats.translated_out.fetch_add(1, Relaxed),
+            (Ok(_), Some(Direction::HairpinIn)) => stats.hairpinned.fetch_add(1, Relaxed),
+            (Ok(_), Some(Direction::HairpinOut)) => 0,
+            (Ok(_), _) => stats.translated_in.fetch_add(1, Relaxed),
             (Err(d), _) => stats.dropped(d).fetch_add(1, Relaxed),
         };
         msg.set_verdict(if result.is_ok() {
