@@ -20,7 +20,7 @@ $(error ARCH must be x86_64 or aarch64, not $(ARCH))
 endif
 IMAGE := $(OUT)/gatehouse-$(ARCH).img
 
-.PHONY: all deps binaries image run flash test check unit netns flash-tests e2e e2e-aarch64 clean fmt clippy fuzz
+.PHONY: all deps binaries image run bundle bundle-tests flash test check unit netns flash-tests e2e e2e-aarch64 clean fmt clippy fuzz
 
 all: image
 
@@ -36,6 +36,14 @@ image: binaries
 
 run: image
 	scripts/run-qemu $(IMAGE)
+
+# A signed RAUC bundle of this image's root (scripts/bundle: development keys in
+# ~/.gatehouse-keys unless SIGNING_CERT, SIGNING_KEY and KEYRING name real ones).
+SIGNING_CERT ?=
+SIGNING_KEY ?=
+KEYRING ?=
+bundle: image
+	SIGNING_CERT=$(SIGNING_CERT) SIGNING_KEY=$(SIGNING_KEY) KEYRING=$(KEYRING) scripts/bundle $(ARCH) $(OUT)
 
 # Writes a freshly built image (make run boots and changes the one in $(OUT)) to a
 # USB stick or SD card, e.g. make flash DEV=/dev/sdb ARCH=aarch64. scripts/flash
@@ -65,11 +73,15 @@ e2e-aarch64:
 	$(MAKE) image ARCH=aarch64
 	E2E_QUICK=1 scripts/e2e-qemu $(OUT)/gatehouse-aarch64.img
 
+# Bundles of both images (built by e2e and e2e-aarch64): verified, and rejected when damaged.
+bundle-tests: e2e e2e-aarch64
+	tests/bundle/bundle.sh x86_64 aarch64
+
 # Fast loop: unit, netns and flash tests, no QEMU.
 check: unit netns flash-tests
 
 # Everything, QEMU included.
-test: check e2e e2e-aarch64
+test: check e2e e2e-aarch64 bundle-tests
 
 fmt:
 	cargo fmt --all
