@@ -156,8 +156,16 @@ async fn serve(args: Args, loaded: config::Loaded) {
     if config.nat.enabled {
         let nat_ctx = ctx.clone();
         let table = shared.nat.clone();
-        let tx = traffic::collector::spawn(shared.traffic.clone(), Some(shared.leases.clone()))
-            .expect("spawning the traffic collector");
+        let tx =
+            match traffic::collector::spawn(shared.traffic.clone(), Some(shared.leases.clone())) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    // Route without recording: a channel nobody reads makes the tap drop and
+                    // count every batch.
+                    eprintln!("gatewayd: traffic recording off, its thread did not start: {e}");
+                    std::sync::mpsc::sync_channel(1).0
+                }
+            };
         let tap = traffic::tap::Tap::new(tx, shared.traffic.tap.clone());
         tasks.spawn(async move {
             tokio::task::spawn_blocking(move || nat::run(nat_ctx, table, tap))
