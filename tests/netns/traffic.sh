@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Traffic history, live stream and packet capture, end to end through gatewayd's NAT:
 #
-#   ght-lan  lan-c 192.168.1.10 (MAC 02:00:00:00:00:0a) ── lan0 192.168.1.1  ght-rtr  wan0 203.0.113.2 ── wan-h 203.0.113.1  ght-wan
+#   the NAT lab (lib/nat-lab.sh): client 192.168.1.10 (MAC 02:00:00:00:00:0a) ── router ── 203.0.113.1
 #
 # The wan host runs dnsmasq (sink.example.test -> 203.0.113.1), a UDP sink on 9001 and a
 # UDP echo on 9000. The client looks the name up through the router, then sends exactly
@@ -13,71 +13,18 @@
 # The client has a static address: its MAC comes from the router's neighbour table.
 set -euo pipefail
 
-[ "$(id -u)" = 0 ] || { echo "traffic.sh: must run as root" >&2; exit 1; }
-ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
-GATEWAYD=${GATEWAYD:-$ROOT/target/debug/gatewayd}
-[ -x "$GATEWAYD" ] || { echo "traffic.sh: $GATEWAYD not built (cargo build -p gateway)" >&2; exit 1; }
-for t in socat curl python3 jq tshark dnsmasq dig; do
-    command -v "$t" >/dev/null || { echo "traffic.sh: missing tool $t (scripts/install-deps)" >&2; exit 1; }
-done
-
-LAN=ght-lan RTR=ght-rtr WAN=ght-wan
+TEST=traffic
+# shellcheck source=lib/nat-lab.sh
+. "$(dirname "$0")/lib/nat-lab.sh"
+# shellcheck source=lib/ui.sh
+. "$LIB/ui.sh"
+need socat curl jq tshark dnsmasq dig
 MAC=02:00:00:00:00:0a
 API=http://192.168.1.1:8080
-WORK=$(mktemp -d /tmp/ght-traffic.XXXXXX)
-PIDS=()
-GW_PID=
-
-cleanup() {
-    local rc=$?
-    set +e
-    [ -n "$GW_PID" ] && kill -9 "$GW_PID" 2>/dev/null
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    for ns in $LAN $RTR $WAN; do ip netns del "$ns" 2>/dev/null; done
-    if [ "$rc" != 0 ]; then
-        echo "---- gatewayd log ----" >&2
-        cat "$WORK"/gatewayd*.log >&2 2>/dev/null
-        echo "FAIL traffic (rc=$rc)" >&2
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap "exit 130" INT TERM
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-wait_for() {
-    local n=$1; shift
-    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    return 1
-}
-# shellcheck source=lib/ui.sh
-. "$ROOT/tests/netns/lib/ui.sh"
 JAR=$WORK/cookies
 api() { local path=$1; shift; inns $LAN curl -sS --max-time 10 -b "$JAR" "$@" "$API$path"; }
+inns $LAN ip link set ghf-c address $MAC
 
-# ---- topology ----
-for ns in $LAN $RTR $WAN; do
-    ip netns del "$ns" 2>/dev/null || true
-    ip netns add "$ns"
-    inns "$ns" ip link set lo up
-done
-ip link add lan-c netns $LAN type veth peer name lan0 netns $RTR
-ip link add wan0 netns $RTR type veth peer name wan-h netns $WAN
-inns $LAN ip link set lan-c address $MAC
-inns $LAN ip addr add 192.168.1.10/24 dev lan-c
-inns $LAN ip link set lan-c up
-inns $LAN ip route add default via 192.168.1.1
-inns $RTR ip addr add 192.168.1.1/24 dev lan0
-inns $RTR ip addr add 203.0.113.2/24 dev wan0
-inns $RTR ip link set lan0 up
-inns $RTR ip link set wan0 up
-inns $RTR ip route add default via 203.0.113.1
-inns $WAN ip addr add 203.0.113.1/24 dev wan-h
-inns $WAN ip link set wan-h up
-
-mkdir -p "$WORK/data" "$WORK/run"
 ip netns exec $WAN dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
     --listen-address=203.0.113.1 --pid-file="$WORK/dnsmasq.pid" \
     --address=/sink.example.test/203.0.113.1 >"$WORK/dnsmasq.log" 2>&1 &
@@ -87,31 +34,18 @@ PIDS+=($!)
 ip netns exec $WAN socat UDP4-RECVFROM:9000,bind=203.0.113.1,fork SYSTEM:cat >/dev/null 2>&1 &
 PIDS+=($!)
 
-cat >"$WORK/gatehouse.toml" <<'EOF'
-[lan]
-interface = "lan0"
-[wan]
-interface = "wan0"
-[dhcp]
-enabled = false
+write_config <<'EOF'
 [dns]
 upstreams = ["203.0.113.1"]
-[ui]
-port = 8080
 EOF
 
-start_gatewayd() {
-    local log=$WORK/gatewayd.$1.log
-    ip netns exec $RTR "$GATEWAYD" --config "$WORK/gatehouse.toml" --data-dir "$WORK/data" \
-        --run-dir "$WORK/run" --no-wan-client >"$log" 2>&1 &
-    GW_PID=$!
-    wait_for 100 grep -q "nat: queue" "$log" || fail "gatewayd did not install the NAT ($log)"
-    wait_for 50 grep -q "WAN address 203.0.113.2" "$log" || fail "gatewayd did not find the WAN address"
+# The lab's start, then a login: sessions live in memory, so again after every start.
+start_logged_in() {
+    start_gatewayd "$1"
     wait_for 50 inns $LAN curl -s --max-time 1 -o /dev/null "$API/login" || fail "no admin server"
-    # Sessions live in memory: log in again after every start.
     CSRF=$(ui_login $LAN "$API" "$JAR") || fail "cannot log in to the admin API"
 }
-start_gatewayd 1
+start_logged_in 1
 # Nothing without a session.
 code=$(inns $LAN curl -s -o /dev/null -w '%{http_code}' "$API/api/capture/$MAC?format=pcap")
 [ "$code" = 401 ] || fail "capture download without a session: HTTP $code"
@@ -221,11 +155,9 @@ echo "ok   capture off for the client: pcap unchanged, history still counts"
 stats=$(api /api/traffic/stats)
 jq -e '.history.memory_bytes > 0 and .history.oldest_ms != null and .dropped_packets == 0' <<<"$stats" >/dev/null ||
     fail "stats: $stats"
-kill -TERM "$GW_PID"
-wait "$GW_PID" 2>/dev/null || true
-GW_PID=
+stop_gatewayd
 grep -q "traffic history saved" "$WORK"/gatewayd.1.log || fail "no snapshot on SIGTERM"
-start_gatewayd 2
+start_logged_in 2
 grep -q "history restored" "$WORK"/gatewayd.2.log || fail "snapshot not restored"
 sum2=$(api "/api/traffic/summary?client=$MAC&from=-5m")
 jq -e '.counts == {"up_bytes":66000,"down_bytes":15000,"up_packets":160,"down_packets":50}' <<<"$sum2" >/dev/null ||

@@ -1,4 +1,4 @@
-# Shared lab for the NAT feature tests (nat-filtering, nat-icmp, nat-forwards). Source it after
+# Shared lab for the NAT feature tests (nat-filtering, nat-icmp, nat-forwards, traffic). Source it after
 # setting TEST (the test's name). It builds, with every name prefixed ghf-:
 #
 #   ghf-lan  ghf-c 192.168.1.10/24 ── ghf-l 192.168.1.1/24  ghf-rtr  ghf-w 203.0.113.2/24 ── ghf-h 203.0.113.1/24  ghf-wan
@@ -65,12 +65,16 @@ inns $WAN ip addr add 203.0.113.1/24 dev ghf-h
 inns $WAN ip link set ghf-h up
 mkdir -p "$WORK/data" "$WORK/run"
 
-# Writes the config: the lab's interfaces plus whatever is on stdin.
+# Writes the config: the lab's interfaces plus whatever is on stdin (DNS stays off unless
+# stdin has its own [dns] section).
 write_config() {
+    local extra
+    extra=$(cat)
     {
         printf '[lan]\ninterface = "ghf-l"\n[wan]\ninterface = "ghf-w"\n'
-        printf '[dhcp]\nenabled = false\n[dns]\nenabled = false\n[ui]\nport = 8080\n'
-        cat
+        printf '[dhcp]\nenabled = false\n[ui]\nport = 8080\n'
+        grep -q '^\[dns\]' <<<"$extra" || printf '[dns]\nenabled = false\n'
+        printf '%s\n' "$extra"
     } >"$WORK/gatehouse.toml"
 }
 
