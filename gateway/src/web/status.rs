@@ -92,12 +92,7 @@ pub fn format_duration(secs: u64) -> String {
     }
 }
 
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use crate::dhcp::lease_store::format_mac;
 
 fn collect(state: &AppState) -> StatusJson {
     let cfg = &state.ctx.config;

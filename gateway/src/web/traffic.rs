@@ -3,6 +3,8 @@
 //! server; the handlers only lock, query and format.
 
 use super::AppState;
+use crate::config::parse_mac;
+use crate::dhcp::lease_store::format_mac;
 use crate::traffic::Traffic;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -16,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
-use traffic_history::{format_mac, parse_mac, Counts, GroupBy, Mac};
+use traffic_history::{Counts, GroupBy, Mac};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Params {
