@@ -258,6 +258,15 @@ fn delta(cur: u64, prev: Option<u64>) -> u64 {
     }
 }
 
+/// The inverse of `delta`. Wrapping, so damaged input yields a wrong id (caught by the
+/// readers' checks), never a panic.
+fn undelta(d: u64, prev: Option<u64>) -> u64 {
+    match prev {
+        None => d,
+        Some(p) => p.wrapping_add(d).wrapping_add(1),
+    }
+}
+
 /// Encodes entries sorted by (client, pair, off), without duplicates.
 pub(crate) fn encode_chunk(entries: &[Entry]) -> (Vec<u8>, ChunkInfo) {
     let mut out = Vec::new();
@@ -578,11 +587,7 @@ impl<'a> Iterator for Groups<'a> {
         if self.r.at_end() || self.r.bad {
             return None;
         }
-        let d = self.r.varint();
-        let client = match self.prev {
-            None => d,
-            Some(p) => p.wrapping_add(d).wrapping_add(1),
-        };
+        let client = undelta(self.r.varint(), self.prev);
         self.prev = Some(client);
         let len = self.r.varint();
         let totals = self.r.counts();
@@ -640,11 +645,7 @@ impl<'a> Iterator for Pairs<'a> {
         if self.r.at_end() || self.r.bad {
             return None;
         }
-        let d = self.r.varint();
-        let pair = match self.prev {
-            None => d,
-            Some(p) => p.wrapping_add(d).wrapping_add(1),
-        };
+        let pair = undelta(self.r.varint(), self.prev);
         self.prev = Some(pair);
         let nf = self.r.varint();
         let n = (nf >> 3).wrapping_add(1);
@@ -722,11 +723,7 @@ impl Iterator for RollupPairs<'_> {
         if self.r.at_end() || self.r.bad {
             return None;
         }
-        let d = self.r.varint();
-        let pair = match self.prev {
-            None => d,
-            Some(p) => p.wrapping_add(d).wrapping_add(1),
-        };
+        let pair = undelta(self.r.varint(), self.prev);
         self.prev = Some(pair);
         let c = self.r.counts();
         (!self.r.bad).then_some((pair as u32, c))
