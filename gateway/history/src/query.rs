@@ -131,6 +131,14 @@ struct Filter {
     remote: Option<IpAddr>,
 }
 
+/// The client groups of a chunk or rollup blob, only `client`'s when given. Groups are
+/// sorted by client, so the scan stops past it.
+fn client_groups(blob: &[u8], client: Option<u32>) -> impl Iterator<Item = codec::Group<'_>> {
+    codec::groups(blob)
+        .skip_while(move |g| client.is_some_and(|c| g.client < c))
+        .take_while(move |g| client.is_none_or(|c| g.client == c))
+}
+
 /// Buckets whose start lies in [from_ms, to_ms).
 fn bucket_range(from_ms: u64, to_ms: u64) -> (u64, u64) {
     let from = from_ms.min(MAX_TIME_MS);
@@ -246,15 +254,7 @@ impl History {
             sink.add(NONE, NONE, c0, &totals);
             return;
         }
-        for g in codec::groups(blob) {
-            if let Some(c) = f.client {
-                if g.client < c {
-                    continue;
-                }
-                if g.client > c {
-                    break;
-                }
-            }
+        for g in client_groups(blob, f.client) {
             if level == Level::Client {
                 sink.add(g.client, NONE, c0, &g.totals);
                 continue;
@@ -284,15 +284,7 @@ impl History {
             sink.add(NONE, NONE, h0, &r.totals);
             return;
         }
-        for g in codec::groups(&r.blob) {
-            if let Some(c) = f.client {
-                if g.client < c {
-                    continue;
-                }
-                if g.client > c {
-                    break;
-                }
-            }
+        for g in client_groups(&r.blob, f.client) {
             if level == Level::Client {
                 sink.add(g.client, NONE, h0, &g.totals);
                 continue;
