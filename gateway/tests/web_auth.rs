@@ -116,6 +116,25 @@ async fn call(
     }
 }
 
+/// The pre-session token the login or setup form at `path` hands out.
+async fn pre_token(app: &Router, path: &str) -> String {
+    call(app, "GET", path, "", "", &[])
+        .await
+        .cookie("gh_pre")
+        .expect("pre-session cookie")
+}
+
+/// The CSRF token of a logged-in session.
+async fn csrf_of(app: &Router, session: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(
+        &call(app, "GET", "/api/session", session, "", &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    v["csrf"].as_str().unwrap().to_string()
+}
+
 /// First visit: sets the password; returns the session cookie.
 async fn set_up(app: &Router, pw: &str) -> String {
     let form = call(app, "GET", "/setup", "", "", &[]).await;
@@ -171,10 +190,7 @@ async fn nothing_is_open_before_the_password_is_set() {
         Some("/setup")
     );
     // Too short, and mismatched, are refused with a message.
-    let pre = call(&l.app, "GET", "/setup", "", "", &[])
-        .await
-        .cookie("gh_pre")
-        .unwrap();
+    let pre = pre_token(&l.app, "/setup").await;
     let c = format!("gh_pre={pre}");
     let r = call(
         &l.app,
@@ -203,10 +219,7 @@ async fn nothing_is_open_before_the_password_is_set() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Log out"));
     // Setup is closed once a password exists.
-    let pre = call(&l.app, "GET", "/login", "", "", &[])
-        .await
-        .cookie("gh_pre")
-        .unwrap();
+    let pre = pre_token(&l.app, "/login").await;
     let r = call(
         &l.app,
         "POST",
@@ -223,10 +236,7 @@ async fn nothing_is_open_before_the_password_is_set() {
 async fn login_logout_and_throttling() {
     let l = lab("login");
     set_up(&l.app, "longenough").await;
-    let pre = call(&l.app, "GET", "/login", "", "", &[])
-        .await
-        .cookie("gh_pre")
-        .unwrap();
+    let pre = pre_token(&l.app, "/login").await;
     let c = format!("gh_pre={pre}");
     let ok = call(
         &l.app,
@@ -245,13 +255,7 @@ async fn login_logout_and_throttling() {
             .status,
         StatusCode::OK
     );
-    let csrf: serde_json::Value = serde_json::from_str(
-        &call(&l.app, "GET", "/api/session", &session, "", &[])
-            .await
-            .body,
-    )
-    .unwrap();
-    let csrf = csrf["csrf"].as_str().unwrap().to_string();
+    let csrf = csrf_of(&l.app, &session).await;
     let out = call(
         &l.app,
         "POST",
@@ -310,13 +314,7 @@ async fn login_logout_and_throttling() {
 async fn every_post_needs_the_csrf_token() {
     let l = lab("csrf");
     let session = set_up(&l.app, "longenough").await;
-    let csrf: serde_json::Value = serde_json::from_str(
-        &call(&l.app, "GET", "/api/session", &session, "", &[])
-            .await
-            .body,
-    )
-    .unwrap();
-    let csrf = csrf["csrf"].as_str().unwrap().to_string();
+    let csrf = csrf_of(&l.app, &session).await;
     let toggle = "/api/capture/02:00:00:00:00:01?enabled=false";
     for (body, hdr) in [("", None), ("csrf=wrong", None), ("", Some("wrong"))] {
         let extra: Vec<(&str, &str)> = hdr.map(|h| vec![("x-csrf-token", h)]).unwrap_or_default();
