@@ -53,7 +53,7 @@ pub struct Traffic {
     /// History recording on/off (from the config; capture has its own switch).
     pub enabled: bool,
     snapshot_path: PathBuf,
-    /// Seconds a WebSocket send may take before the subscriber is dropped.
+    /// Milliseconds a WebSocket send may take before the subscriber is dropped.
     pub live_send_timeout_ms: AtomicU32,
 }
 
