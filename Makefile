@@ -19,6 +19,12 @@ else
 $(error ARCH must be x86_64 or aarch64, not $(ARCH))
 endif
 IMAGE := $(OUT)/gatehouse-$(ARCH).img
+# Production signing: the certificate and key bundles are signed with, and the CA
+# the image trusts. Empty: development keys (scripts/signing-keys).
+SIGNING_CERT ?=
+SIGNING_KEY ?=
+KEYRING ?=
+export SIGNING_CERT SIGNING_KEY KEYRING
 
 .PHONY: all deps binaries image run bundle bundle-tests flash test check unit netns flash-tests e2e e2e-aarch64 clean fmt clippy fuzz
 
@@ -37,13 +43,11 @@ image: binaries
 run: image
 	scripts/run-qemu $(IMAGE)
 
-# A signed RAUC bundle of this image's root (scripts/bundle: development keys in
-# ~/.gatehouse-keys unless SIGNING_CERT, SIGNING_KEY and KEYRING name real ones).
-SIGNING_CERT ?=
-SIGNING_KEY ?=
-KEYRING ?=
+# A signed RAUC bundle of this image's root (scripts/signing-keys: development keys
+# in ~/.gatehouse-keys unless SIGNING_CERT, SIGNING_KEY and KEYRING name the
+# production ones; the image build puts KEYRING in the image).
 bundle: image
-	SIGNING_CERT=$(SIGNING_CERT) SIGNING_KEY=$(SIGNING_KEY) KEYRING=$(KEYRING) scripts/bundle $(ARCH) $(OUT)
+	scripts/bundle $(ARCH) $(OUT)
 
 # Writes a freshly built image (make run boots and changes the one in $(OUT)) to a
 # USB stick or SD card, e.g. make flash DEV=/dev/sdb ARCH=aarch64. scripts/flash

@@ -34,7 +34,7 @@ case "$ARCH" in
 x86_64)
     DEB_ARCH=amd64
     WORK=$OUT
-    CMDLINE="console=tty0 console=ttyS0,115200 loglevel=6"
+    CMDLINE="console=tty0 console=ttyS0,115200 loglevel=6 panic=5"
     EFI_TARGET=x86_64-efi
     EFI_NAME=BOOTX64.EFI
     SQUASH_OPTS=(-comp xz -Xbcj x86)
@@ -49,7 +49,7 @@ aarch64)
     # No console=: the kernel then uses the port the firmware names (ACPI SPCR
     # on QEMU virt and UEFI servers, the device tree's stdout-path on the Pi:
     # ttyAMA0 and ttyS1 respectively), and init follows /dev/console.
-    CMDLINE="loglevel=6"
+    CMDLINE="loglevel=6 panic=5"
     EFI_TARGET=arm64-efi
     EFI_NAME=BOOTAA64.EFI
     # gzip: the arm64 kernel is a 33 MB uncompressed Image, and GRUB inflates
@@ -222,6 +222,12 @@ rm -rf "$ROOT"/etc/apt/sources.list* "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cac
     "$ROOT"/usr/share/{doc,man,info,locale,lintian,bash-completion,zsh} \
     "$ROOT"/usr/lib/*-linux-gnu/gconv "$ROOT"/var/lib/dpkg/info/*.md5sums \
     "$ROOT"/usr/share/common-licenses
+# The system bus serves RAUC only: systemd's bus policies (pulled in as
+# dependencies) name users this system does not have, which dbus-daemon refuses.
+find "$ROOT/usr/share/dbus-1/system.d" -name 'org.freedesktop.*.conf' -delete
+# /var/run is where D-Bus clients look for the system bus socket.
+mkdir -p "$ROOT/var"
+ln -sfn /run "$ROOT/var/run"
 # busybox provides the userland; link every applet the tree does not already have.
 for applet in $(busybox_applets "$ROOT/usr/bin/busybox"); do
     [ -e "$ROOT/usr/bin/$applet" ] || [ -e "$ROOT/usr/sbin/$applet" ] || ln -s busybox "$ROOT/usr/bin/$applet"
@@ -253,8 +259,19 @@ install -D -m 0755 "$BIN_DIR/gatehouse-init" "$ROOT/usr/sbin/gatehouse-init"
 install -D -m 0755 "$BIN_DIR/gatehouse-console" "$ROOT/usr/sbin/gatehouse-console"
 ln -sf gatehouse-init "$ROOT/usr/sbin/init"
 cp -a "$REPO/overlays/." "$ROOT/"
-mkdir -p "$ROOT"/{proc,sys,dev,run,tmp,data,boot,mnt,root}
-git -C "$REPO" describe --always --dirty 2>/dev/null > "$ROOT/etc/gatehouse/version" || echo unknown > "$ROOT/etc/gatehouse/version"
+mkdir -p "$ROOT"/{proc,sys,dev,run,tmp,data,boot/efi,mnt,root}
+# The version this image (and the bundle made from it) reports everywhere.
+# shellcheck source=../scripts/signing-keys
+. "$REPO/scripts/signing-keys"
+VERSION=${VERSION:-$(build_version "$REPO")}
+echo "$VERSION" >"$ROOT/etc/gatehouse/version"
+
+# --- RAUC: system.conf, the keyring that verifies bundles, grub-editenv ------------
+signing_keys
+install -D -m 0644 "$KEYRING" "$ROOT/etc/rauc/keyring.pem"
+sed "s/@ARCH@/$ARCH/" "$HERE/rauc/system.conf" >"$ROOT/etc/rauc/system.conf"
+editenv="$(unpack_deb "$(fetch_deb grub-common)")/usr/bin/grub-editenv"
+install -m 0755 "$editenv" "$ROOT/usr/bin/grub-editenv"
 
 # --- initramfs -------------------------------------------------------------
 say "initramfs"
@@ -368,4 +385,5 @@ say "sizes"
     [ "$ARCH" != x86_64 ] || printf '  %-28s %s\n' "GRUB (BIOS core.img)" "$(size "$WORK/core.img")"
     printf '  %-28s %s\n' "disk image (sparse)" "$(du -sh "$IMG" | cut -f1) used of ${total_mib} MiB"
 }
+echo "version $VERSION"
 echo "$IMG"

@@ -2,8 +2,8 @@
 //!
 //! GRUB sets `<SLOT>_TRY=1` before it boots a slot; a slot still marked so at
 //! the next boot is skipped, which is the automatic rollback. Once this boot is
-//! healthy, init clears the flag in the grubenv on the ESP. The A/B update work
-//! will route this through RAUC's mark-good; the file format stays the same.
+//! healthy, init marks it good through RAUC (`rauc.rs`); the direct grubenv
+//! edit here is the fallback when RAUC is not running, and the console's.
 
 use crate::log;
 
@@ -82,9 +82,33 @@ pub fn get<'a>(vars: &'a [(String, String)], key: &str) -> Option<&'a str> {
     vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Runs `f` on the grubenv with the ESP mounted, then unmounts it. The ESP is
-/// mounted only for this, so a power cut almost never finds it mounted.
+/// Where init keeps the ESP mounted, for RAUC's GRUB backend (grub-editenv).
+pub const ESP_MOUNT: &str = "/boot/efi";
+
+/// Mounts the ESP at `ESP_MOUNT` for the life of the system. `flush` writes
+/// each file out on close, so the grubenv is on disk once an edit returns.
+pub fn mount_esp() -> Result<(), String> {
+    let dev = crate::data::find_partition(ESP_PARTNAME).ok_or("no ESP partition")?;
+    let flags = nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    nix::mount::mount(
+        Some(dev.as_str()),
+        ESP_MOUNT,
+        Some("vfat"),
+        flags,
+        Some("flush"),
+    )
+    .map_err(|e| format!("mount {dev} on {ESP_MOUNT}: {e}"))
+}
+
+/// Runs `f` on the grubenv: on the ESP init mounted, or (when that is not
+/// there) with the ESP mounted just for this.
 fn with_grubenv<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, String> {
+    let mounted = format!("{ESP_MOUNT}/{GRUBENV}");
+    if std::path::Path::new(&mounted).exists() {
+        return f(&mounted);
+    }
     let dev = crate::data::find_partition(ESP_PARTNAME).ok_or("no ESP partition")?;
     let mnt = format!("/run/gatehouse/esp-{}", std::process::id());
     let _ = std::fs::create_dir_all(&mnt);

@@ -12,6 +12,9 @@ pub enum Action {
     Shell,
     Reboot,
     PowerOff,
+    Install,
+    Backup,
+    Restore,
 }
 
 pub const MENU: &[(Action, &str)] = &[
@@ -33,7 +36,17 @@ pub const MENU: &[(Action, &str)] = &[
     (Action::Shell, "Open a shell"),
     (Action::Reboot, "Reboot"),
     (Action::PowerOff, "Power off"),
+    (
+        Action::Install,
+        "Install an update bundle (a path or an http(s) URL)",
+    ),
+    (Action::Backup, "Back up the config to a file"),
+    (Action::Restore, "Restore the config from a backup file"),
 ];
+
+/// The files a config backup holds, relative to /data. Secrets (the admin
+/// password hash) and state (leases, history) are not part of it.
+pub const BACKUP_FILES: &[&str] = &["gatehouse.toml"];
 
 /// The word the owner must type to confirm a factory reset.
 pub const CONFIRM_WORD: &str = "RESET";
@@ -97,7 +110,8 @@ mod tests {
         assert_eq!(parse_choice("9"), Some(Action::PowerOff));
         assert_eq!(parse_choice(""), Some(Action::Status));
         assert_eq!(parse_choice("0"), None);
-        assert_eq!(parse_choice("10"), None);
+        assert_eq!(parse_choice("10"), Some(Action::Install));
+        assert_eq!(parse_choice("13"), None);
         assert_eq!(parse_choice("reboot"), None);
     }
 
@@ -105,7 +119,8 @@ mod tests {
     fn menu_lists_every_action_numbered() {
         let m = menu_text("gw");
         assert!(m.contains("  1) Status"));
-        assert!(m.contains(&format!("  {}) Power off", MENU.len())));
+        assert!(m.contains("  9) Power off"));
+        assert!(m.contains(&format!("  {}) Restore the config", MENU.len())));
     }
 
     #[test]

@@ -22,6 +22,35 @@ pub fn find_partition(partname: &str) -> Option<String> {
     None
 }
 
+/// Makes /dev/disk/by-partlabel/<GPT name> links (there is no udev), so
+/// RAUC's system.conf can name the slots the same way on every medium.
+pub fn link_partlabels() {
+    let dir = "/dev/disk/by-partlabel";
+    let _ = std::fs::create_dir_all(dir);
+    let Ok(entries) = std::fs::read_dir("/sys/class/block") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
+        let field = |k: &str| {
+            uevent
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(str::to_string)
+        };
+        if let (Some(name), Some(dev)) = (field("PARTNAME="), field("DEVNAME=")) {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                continue;
+            }
+            let link = format!("{dir}/{name}");
+            let _ = std::fs::remove_file(&link);
+            if let Err(e) = std::os::unix::fs::symlink(format!("../../{dev}"), &link) {
+                log!("data: {link}: {e}");
+            }
+        }
+    }
+}
+
 pub fn partition_from_uevent(uevent: &str, partname: &str) -> Option<String> {
     let mut name = None;
     let mut dev = None;

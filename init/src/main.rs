@@ -5,8 +5,12 @@
 //! and turns signals into shutdown (procd's mapping: SIGTERM and Ctrl-Alt-Del
 //! reboot, SIGUSR1/SIGUSR2 power off).
 
+use init::health::{self, Observed, Verdict};
 use init::supervise::{self, Service, Spec, State};
-use init::{bootslot, data, log, modules, mounts, net, settings, shutdown, sysctl};
+use init::update_record::{self, BootKind, Last, Store};
+use init::{
+    bootslot, data, lan_probe, log, modules, mounts, net, rauc, settings, shutdown, sysctl,
+};
 
 use nix::sys::reboot::RebootMode;
 use nix::sys::signal::{SigSet, Signal};
@@ -72,6 +76,11 @@ fn main() {
     steps.push(Step("modules", log::since_boot()));
     sysctl::apply(sysctl::ROUTER);
     data::mount_data();
+    data::link_partlabels();
+    if let Err(e) = bootslot::mount_esp() {
+        log!("bootslot: {e}");
+    }
+    machine_id();
     steps.push(Step("mounts", log::since_boot()));
     let settings = settings::load();
     if let Err(e) = nix::unistd::sethostname(&settings.hostname) {
@@ -80,7 +89,47 @@ fn main() {
     net::bring_up(&settings);
     steps.push(Step("network", log::since_boot()));
 
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let booted = bootslot::booted_slot(&cmdline);
+    let store = Store::new(update_record::DIR);
+    let kind = match &booted {
+        Some(b) => update_record::classify(store.pending(), store.last().as_ref(), b),
+        None => BootKind::Normal,
+    };
+    let mut gate = Gate {
+        kind,
+        slot: booted.unwrap_or_default(),
+        store,
+        limit: health::limit_from_cmdline(&cmdline),
+        lan: settings.lan_address,
+        observed: Observed::default(),
+        probe: None,
+        last_probe: None,
+        done: false,
+    };
+    gate.announce();
+
+    let _ = std::fs::create_dir_all("/run/dbus");
     let mut services = vec![
+        Service::new(Spec {
+            name: "dbus".into(),
+            program: "/usr/bin/dbus-daemon".into(),
+            args: vec![
+                "--system".into(),
+                "--nofork".into(),
+                "--nopidfile".into(),
+                "--nosyslog".into(),
+            ],
+            tty: None,
+            after: None,
+        }),
+        Service::new(Spec {
+            name: "rauc".into(),
+            program: "/usr/bin/rauc".into(),
+            args: vec!["service".into()],
+            tty: None,
+            after: Some("/run/dbus/system_bus_socket".into()),
+        }),
         Service::new(Spec {
             name: "gatewayd".into(),
             program: "/usr/sbin/gatewayd".into(),
@@ -90,12 +139,14 @@ fn main() {
                 vec![]
             },
             tty: None,
+            after: None,
         }),
         Service::new(Spec {
             name: "console".into(),
             program: "/usr/sbin/gatehouse-console".into(),
             args: vec![],
             tty: Some(console_tty()),
+            after: None,
         }),
     ];
     for svc in services.iter_mut() {
@@ -104,17 +155,15 @@ fn main() {
     steps.push(Step("services", log::since_boot()));
     write_timeline(&steps);
 
-    // The boot counts as good once gatewayd has stayed up this long.
-    const HEALTHY_AFTER: Duration = Duration::from_secs(10);
-    let mut confirmed = false;
     loop {
-        if !confirmed {
-            if let State::Running { since, .. } = services[0].state {
-                if since.elapsed() >= HEALTHY_AFTER {
-                    bootslot::confirm_boot();
-                    confirmed = true;
-                }
-            }
+        if let Some(mode) = gate.step(&services) {
+            steps.push(Step("health-failed", log::since_boot()));
+            write_timeline(&steps);
+            shutdown::run(&mut services, mode);
+        }
+        if gate.done && !steps.iter().any(|s| s.0 == "healthy") {
+            steps.push(Step("healthy", log::since_boot()));
+            write_timeline(&steps);
         }
         match wait_signal(&sigs, Duration::from_millis(500)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
@@ -131,6 +180,208 @@ fn main() {
             svc.poll_start(now);
         }
         write_services(&services, now);
+    }
+}
+
+/// A stable machine id on the data partition (/etc/machine-id links to it),
+/// which D-Bus wants.
+fn machine_id() {
+    let path = "/data/machine-id";
+    if std::fs::metadata(path).is_ok_and(|m| m.len() >= 32) {
+        return;
+    }
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom writes at most bytes.len() bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        bytes = (log::since_boot().to_bits() as u128 ^ std::process::id() as u128).to_le_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Err(e) =
+        init::atomic_file::write(std::path::Path::new(path), format!("{hex}\n").as_bytes())
+    {
+        log!("machine-id: {e}");
+    }
+}
+
+/// The service whose steady run confirms a normal boot.
+const MAIN_SERVICE: &str = "gatewayd";
+/// A normal boot counts as good once gatewayd has stayed up this long.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// Pause between two rounds of the LAN probe in a trial boot.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Decides when this boot is confirmed to the bootloader (see `health` and
+/// `update_record` for the states).
+struct Gate {
+    kind: BootKind,
+    slot: String,
+    store: Store,
+    limit: Duration,
+    lan: std::net::Ipv4Addr,
+    observed: Observed,
+    probe: Option<std::sync::mpsc::Receiver<Observed>>,
+    last_probe: Option<Instant>,
+    done: bool,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn running_for(services: &[Service], name: &str) -> Option<Duration> {
+    services
+        .iter()
+        .find(|s| s.spec.name == name)
+        .and_then(|s| match s.state {
+            State::Running { since, .. } => Some(since.elapsed()),
+            State::Waiting { .. } => None,
+        })
+}
+
+impl Gate {
+    fn announce(&mut self) {
+        match &self.kind {
+            BootKind::Normal => {}
+            BootKind::Trial(p) => log!(
+                "update: trial boot of {} in slot {} (from {} in slot {}); health limit {} s",
+                p.to_version,
+                p.to_slot,
+                p.from_version,
+                p.from_slot,
+                self.limit.as_secs()
+            ),
+            BootKind::RolledBack { pending, recorded } => {
+                log!(
+                    "update: rolled back to slot {}: the update to {} in slot {} failed",
+                    self.slot,
+                    pending.to_version,
+                    pending.to_slot
+                );
+                if !recorded {
+                    let reason = update_record::silent_failure_reason(pending);
+                    if let Err(e) =
+                        self.store
+                            .set_last(&Last::rolled_back(pending, reason, now_unix()))
+                    {
+                        log!("update: cannot record the rollback: {e}");
+                    }
+                }
+                self.store.clear_pending();
+            }
+        }
+    }
+
+    /// One look at the boot; returns a reboot when a trial failed.
+    fn step(&mut self, services: &[Service]) -> Option<RebootMode> {
+        if self.done {
+            return None;
+        }
+        if let BootKind::Trial(p) = self.kind.clone() {
+            return self.step_trial(services, &p);
+        }
+        // Normal (and rolled-back) boots: gatewayd up for a while, and RAUC
+        // answering (or given a minute to), as before any update.
+        let up = running_for(services, MAIN_SERVICE).is_some_and(|d| d >= HEALTHY_AFTER);
+        if !up || !(rauc::ready() || log::since_boot() > 90.0) {
+            return None;
+        }
+        rauc::mark_booted_good(&self.slot);
+        if let BootKind::RolledBack { pending, .. } = &self.kind {
+            match rauc::mark("bad", &pending.to_slot_name()) {
+                Ok(m) => log!("update: slot {} marked bad ({m})", pending.to_slot),
+                Err(e) => log!("update: cannot mark slot {} bad: {e}", pending.to_slot),
+            }
+        }
+        self.done = true;
+        None
+    }
+
+    fn step_trial(
+        &mut self,
+        services: &[Service],
+        p: &update_record::Pending,
+    ) -> Option<RebootMode> {
+        let o = &mut self.observed;
+        o.not_running = services
+            .iter()
+            .filter(|s| s.spec.tty.is_none() && s.pid().is_none())
+            .map(|s| s.spec.name.clone())
+            .collect();
+        if o.not_running.is_empty() && !rauc::ready() {
+            o.not_running.push("rauc (not on D-Bus)".into());
+        }
+        o.crash_loop = services
+            .iter()
+            .filter(|s| s.spec.tty.is_none() && s.restarts >= health::CRASH_LOOP_RESTARTS)
+            .map(|s| (s.spec.name.clone(), s.restarts))
+            .next();
+        if let Some(rx) = &self.probe {
+            if let Ok(r) = rx.try_recv() {
+                let (nr, cl) = (o.not_running.clone(), o.crash_loop.clone());
+                *o = Observed {
+                    not_running: nr,
+                    crash_loop: cl,
+                    ..r
+                };
+                self.probe = None;
+                self.last_probe = Some(Instant::now());
+                let failing = health::failing(o);
+                if !failing.is_empty() {
+                    log!("health: waiting for {}", failing.join("; "));
+                }
+            }
+        }
+        let probe_due = self.probe.is_none()
+            && running_for(services, MAIN_SERVICE).is_some_and(|d| d >= Duration::from_secs(2))
+            && self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY);
+        if probe_due {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let lan = self.lan;
+            std::thread::spawn(move || {
+                let mut o = Observed::default();
+                lan_probe::observe(net::BRIDGE, lan, net::WAN, &mut o);
+                let _ = tx.send(o);
+            });
+            self.probe = Some(rx);
+        }
+        let elapsed = Duration::from_secs_f64(log::since_boot());
+        match health::decide(&self.observed, elapsed, self.limit) {
+            Verdict::Waiting => None,
+            Verdict::Good => {
+                let t = log::since_boot();
+                log!(
+                    "health: slot {} healthy after {t:.1} s: DHCP, DNS, UI{} answer",
+                    self.slot,
+                    if self.observed.wan_cable { ", WAN" } else { "" }
+                );
+                rauc::mark_booted_good(&self.slot);
+                if let Err(e) = self.store.set_last(&Last::good(p, now_unix(), t)) {
+                    log!("update: cannot record the result: {e}");
+                }
+                self.store.clear_pending();
+                self.done = true;
+                None
+            }
+            Verdict::Bad(reason) => {
+                log!(
+                    "health: slot {} failed its trial: {reason}; rolling back",
+                    self.slot
+                );
+                if let Err(e) = self
+                    .store
+                    .set_last(&Last::rolled_back(p, reason, now_unix()))
+                {
+                    log!("update: cannot record the failure: {e}");
+                }
+                rauc::mark_booted_bad(&self.slot);
+                self.done = true;
+                Some(RebootMode::RB_AUTOBOOT)
+            }
+        }
     }
 }
 

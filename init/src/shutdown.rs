@@ -39,6 +39,8 @@ pub fn run(services: &mut [Service], mode: RebootMode) -> ! {
         reap_until(Instant::now() + REST_GRACE);
     }
     nix::unistd::sync();
+    // The ESP first: a FAT left mounted at power-off is marked dirty.
+    let _ = nix::mount::umount2(crate::bootslot::ESP_MOUNT, nix::mount::MntFlags::empty());
     if let Err(e) = nix::mount::umount2(crate::data::MOUNTPOINT, nix::mount::MntFlags::empty()) {
         log!("shutdown: umount /data: {e}; remounting read-only");
         let _ = nix::mount::mount(

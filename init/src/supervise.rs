@@ -24,6 +24,9 @@ pub struct Spec {
     pub args: Vec<String>,
     /// Attach to a terminal instead of piping output (the console shell).
     pub tty: Option<String>,
+    /// Start only once this path exists: the readiness of what it depends on
+    /// (e.g. the D-Bus socket for RAUC).
+    pub after: Option<String>,
 }
 
 #[derive(Debug)]
@@ -70,7 +73,12 @@ impl Service {
     /// Starts the service if it is waiting and its time has come.
     pub fn poll_start(&mut self, now: Instant) {
         if let State::Waiting { until } = self.state {
-            if now >= until {
+            let ready = self
+                .spec
+                .after
+                .as_ref()
+                .is_none_or(|p| std::path::Path::new(p).exists());
+            if now >= until && ready {
                 match spawn(&self.spec) {
                     Ok(pid) => {
                         log!("{} started (pid {pid})", self.spec.name);

@@ -148,11 +148,177 @@ fn shell() {
     let _ = Command::new("/bin/sh").arg("-l").status();
 }
 
+/// Runs a command with its output on the console; true when it succeeded.
+fn run_visible(cmd: &str, args: &[&str]) -> bool {
+    match Command::new(cmd).args(args).status() {
+        Ok(st) => st.success(),
+        Err(e) => {
+            say(&format!("{cmd}: {e}\n"));
+            false
+        }
+    }
+}
+
+/// Installs a bundle with the rauc CLI after showing what it is and asking:
+/// the owner confirms every install here, downgrades included.
+fn install() {
+    say("Bundle path or http(s) URL: ");
+    let Some(src) = read_line()
+        .map(|l| l.trim().to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        say("Cancelled.\n");
+        return;
+    };
+    let info = Command::new("rauc")
+        .args(["info", "--output-format=shell", &src])
+        .output();
+    let text = match info {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            say(&format!(
+                "Not installed: {}\n",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            return;
+        }
+        Err(e) => {
+            say(&format!("Not installed: rauc: {e}\n"));
+            return;
+        }
+    };
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(|v| v.trim_matches('\'').to_string())
+            .unwrap_or_default()
+    };
+    say(&format!(
+        "Bundle {} for {} (running {}). Type yes to install it: ",
+        field("RAUC_MF_VERSION"),
+        field("RAUC_MF_COMPATIBLE"),
+        version()
+    ));
+    if read_line().as_deref().map(str::trim) != Some("yes") {
+        say("Cancelled.\n");
+        return;
+    }
+    log::line("console", &format!("installing {src}"));
+    if run_visible("rauc", &["install", &src]) {
+        say("Installed. Reboot (menu 8) to start it; a failing update rolls back by itself.\n");
+    } else {
+        say("The install failed; nothing changed on the running slot.\n");
+    }
+}
+
+fn backup() {
+    say("Write the backup to (e.g. /data/config-backup.tar.gz): ");
+    let Some(path) = read_line()
+        .map(|l| l.trim().to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        say("Cancelled.\n");
+        return;
+    };
+    let mut args = vec!["czf", path.as_str(), "-C", "/data"];
+    args.extend(console::BACKUP_FILES.iter().copied());
+    if run_visible("tar", &args) {
+        say(&format!("Config saved to {path}.\n"));
+    }
+}
+
+fn restore() {
+    say("Backup file to restore: ");
+    let Some(path) = read_line()
+        .map(|l| l.trim().to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        say("Cancelled.\n");
+        return;
+    };
+    let listing = output("tar", &["tzf", &path]);
+    let names: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
+    if names.is_empty() || names.iter().any(|n| !console::BACKUP_FILES.contains(n)) {
+        say(&format!(
+            "Not a config backup (it must hold only {}).\n",
+            console::BACKUP_FILES.join(", ")
+        ));
+        return;
+    }
+    let _ = std::fs::copy(CONFIG, format!("{CONFIG}.bak"));
+    let dir = "/data/.restore";
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::create_dir_all(dir);
+    let ok = run_visible("tar", &["xzf", &path, "-C", dir])
+        && console::BACKUP_FILES.iter().all(|f| {
+            let from = format!("{dir}/{f}");
+            std::fs::read(&from)
+                .and_then(|b| {
+                    init::atomic_file::write(std::path::Path::new(&format!("/data/{f}")), &b)
+                })
+                .is_ok()
+        });
+    let _ = std::fs::remove_dir_all(dir);
+    if ok {
+        log::line("console", &format!("config restored from {path}"));
+        say(&format!(
+            "Config restored (the old one is {CONFIG}.bak). Reboot to apply it everywhere.\n"
+        ));
+    } else {
+        say("Restore failed; the old config is unchanged.\n");
+    }
+}
+
+/// RAUC's post-install handler: records the attempt for init's health gate.
+/// A failure here fails the install, so an update is never left ungated.
+fn rauc_post_install() -> i32 {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let from = bootslot::booted_slot(&cmdline).unwrap_or_else(|| "A".into());
+    let manifest = std::env::var("RAUC_BUNDLE_MOUNT_POINT")
+        .ok()
+        .and_then(|m| std::fs::read_to_string(format!("{m}/manifest.raucm")).ok())
+        .unwrap_or_default();
+    let pending = init::update_record::Pending {
+        to_slot: console::other_slot(&from).to_string(),
+        from_slot: from,
+        from_version: version(),
+        to_version: init::update_record::manifest_version(&manifest)
+            .unwrap_or_else(|| "unknown".into()),
+        installed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let store = init::update_record::Store::new(init::update_record::DIR);
+    match store.set_pending(&pending) {
+        Ok(()) => {
+            eprintln!(
+                "gatehouse: {} installed in slot {}; its first boot is a trial",
+                pending.to_version, pending.to_slot
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!(
+                "gatehouse: cannot record the update in {}: {e}",
+                init::update_record::DIR
+            );
+            1
+        }
+    }
+}
+
 fn signal_init(sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), sig);
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("rauc-post-install") {
+        std::process::exit(rauc_post_install());
+    }
     let title = format!(
         "Gatehouse recovery console (version {}, slot {})",
         version(),
@@ -180,6 +346,9 @@ fn main() {
                 say("Powering off.\n");
                 signal_init(nix::sys::signal::Signal::SIGUSR2)
             }
+            Some(Action::Install) => install(),
+            Some(Action::Backup) => backup(),
+            Some(Action::Restore) => restore(),
             None => say("Type a number from the menu.\n"),
         }
     }
