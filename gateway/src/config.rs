@@ -9,9 +9,13 @@ use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+mod lenient;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The file's schema version; always `SCHEMA` once loaded (older files are migrated).
+    pub schema: u32,
     pub system: System,
     pub lan: Lan,
     pub wan: Wan,
@@ -300,6 +304,23 @@ pub struct Capture {
     pub disabled_clients: Vec<String>,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            schema: SCHEMA,
+            system: System::default(),
+            lan: Lan::default(),
+            wan: Wan::default(),
+            dhcp: Dhcp::default(),
+            dns: Dns::default(),
+            nat: Nat::default(),
+            ui: Ui::default(),
+            traffic: Traffic::default(),
+            capture: Capture::default(),
+        }
+    }
+}
+
 impl Default for Traffic {
     fn default() -> Self {
         Self {
@@ -440,28 +461,211 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// Parses and validates configuration text.
+/// Parses and validates configuration text. A file of an older schema is migrated in
+/// memory; one newer than `SCHEMA` is refused (`load` and `read` know what to do with it).
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let cfg: Config = toml::from_str(text).map_err(|e| {
-        let (line, column) = match e.span() {
-            Some(span) => {
-                let (l, c) = line_col(text, span.start);
-                (Some(l), Some(c))
-            }
-            None => (None, None),
-        };
-        ConfigError {
-            line,
-            column,
-            message: e.message().to_string(),
-        }
-    })?;
-    validate(&cfg).map_err(|message| ConfigError {
+    let table = parse_table(text)?;
+    let from = schema_of(&table).map_err(plain)?;
+    if from > SCHEMA {
+        return Err(plain(format!(
+            "schema {from} is newer than this release understands ({SCHEMA})"
+        )));
+    }
+    let migrated = migrate(table.clone(), from);
+    // While the migrations only renumbered the file, the text itself is still what gets
+    // read, so errors keep their line and column.
+    let mut cfg = if same_but_schema(&table, &migrated) {
+        from_text(text)?
+    } else {
+        Config::deserialize(toml::Value::Table(migrated)).map_err(|e| plain(e.message()))?
+    };
+    cfg.schema = SCHEMA;
+    validate(&cfg).map_err(plain)?;
+    Ok(cfg)
+}
+
+fn plain(message: impl Into<String>) -> ConfigError {
+    ConfigError {
         line: None,
         column: None,
-        message,
-    })?;
+        message: message.into(),
+    }
+}
+
+fn positioned(text: &str, e: toml::de::Error) -> ConfigError {
+    let (line, column) = match e.span() {
+        Some(span) => {
+            let (l, c) = line_col(text, span.start);
+            (Some(l), Some(c))
+        }
+        None => (None, None),
+    };
+    ConfigError {
+        line,
+        column,
+        message: e.message().to_string(),
+    }
+}
+
+fn parse_table(text: &str) -> Result<toml::Table, ConfigError> {
+    toml::from_str(text).map_err(|e| positioned(text, e))
+}
+
+fn from_text(text: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| positioned(text, e))
+}
+
+/// The config file's schema version this release reads and writes. A file without a
+/// top-level `schema` key is schema 0: everything written before schemas existed.
+pub const SCHEMA: u32 = 1;
+
+/// `MIGRATIONS[n]` turns a schema-n table into a schema-(n+1) one and sets `schema`
+/// accordingly. A release that changes the file's meaning bumps `SCHEMA` and appends one
+/// pure function here; nothing else changes.
+const MIGRATIONS: [fn(&mut toml::Table); SCHEMA as usize] = [migrate_0_to_1];
+
+fn migrate_0_to_1(t: &mut toml::Table) {
+    t.insert("schema".into(), toml::Value::Integer(1));
+}
+
+fn schema_of(t: &toml::Table) -> Result<u32, String> {
+    match t.get("schema") {
+        None => Ok(0),
+        Some(toml::Value::Integer(n)) => {
+            u32::try_from(*n).map_err(|_| format!("schema {n} must be a whole number from 0"))
+        }
+        Some(v) => Err(format!(
+            "schema must be a whole number, not {}",
+            v.type_str()
+        )),
+    }
+}
+
+/// Runs the migrations from schema `from` up to `SCHEMA`.
+fn migrate(mut t: toml::Table, from: u32) -> toml::Table {
+    for step in MIGRATIONS.iter().skip(from as usize) {
+        step(&mut t);
+    }
+    t
+}
+
+fn same_but_schema(a: &toml::Table, b: &toml::Table) -> bool {
+    let strip = |t: &toml::Table| {
+        let mut t = t.clone();
+        t.remove("schema");
+        t
+    };
+    strip(a) == strip(b)
+}
+
+/// Where migrations keep the text they replaced (and where an older release, after a
+/// rollback, finds a file of its own schema): `<dir>/config-archive/<stem>.schema<N>.toml`.
+pub fn archive_path(path: &Path, schema: u32) -> std::path::PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let stem = path
+        .file_stem()
+        .map_or("gatehouse".into(), |s| s.to_string_lossy());
+    dir.join("config-archive")
+        .join(format!("{stem}.schema{schema}.toml"))
+}
+
+/// The file's text rewritten at schema `SCHEMA`. When the migrations only renumbered the
+/// file, the owner's text (comments, order) is kept and the key goes on top; otherwise the
+/// table is written out afresh.
+fn migrated_text(text: &str, old: &toml::Table, new: &toml::Table) -> Result<String, String> {
+    if !old.contains_key("schema") && same_but_schema(old, new) {
+        return Ok(format!("schema = {SCHEMA}\n\n{text}"));
+    }
+    toml::to_string(new).map_err(|e| e.to_string())
+}
+
+/// What a file resolved to: the config, and for an older schema the text to write back.
+struct Resolved {
+    config: Config,
+    rewrite: Option<(u32, String)>,
+}
+
+fn resolve(path: &Path, text: &str) -> Result<Resolved, String> {
+    let at = |e: ConfigError| format!("{}: {e}", path.display());
+    let table = parse_table(text).map_err(at)?;
+    let from = schema_of(&table).map_err(|e| format!("{}: {e}", path.display()))?;
+    if from > SCHEMA {
+        return Ok(Resolved {
+            config: resolve_newer(path, from, table)?,
+            rewrite: None,
+        });
+    }
+    let config = parse(text).map_err(at)?;
+    let rewrite = if from < SCHEMA {
+        let new = migrate(table.clone(), from);
+        Some((from, migrated_text(text, &table, &new)?))
+    } else {
+        None
+    };
+    Ok(Resolved { config, rewrite })
+}
+
+/// We were rolled back to a release older than the file: prefer the copy of the file our
+/// schema archived when it was migrated, else read the newer file leaving out what we do
+/// not know.
+fn resolve_newer(path: &Path, schema: u32, table: toml::Table) -> Result<Config, String> {
+    let archived = archive_path(path, SCHEMA);
+    match std::fs::read_to_string(&archived) {
+        Ok(text) => match parse(&text) {
+            Ok(cfg) => {
+                eprintln!(
+                    "config: {} has schema {schema}, newer than this release's {SCHEMA}; \
+                     using {} instead",
+                    path.display(),
+                    archived.display()
+                );
+                return Ok(cfg);
+            }
+            Err(e) => eprintln!(
+                "config: archived {} does not parse ({e}); reading the newer file",
+                archived.display()
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("config: {}: {e}", archived.display()),
+    }
+    let (mut cfg, ignored) = lenient::from_table::<Config>(table)
+        .map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    cfg.schema = SCHEMA;
+    validate(&cfg).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!(
+        "config: warning: {} has schema {schema}, newer than this release's {SCHEMA}; \
+         ignoring what this release does not know: {}",
+        path.display(),
+        if ignored.is_empty() {
+            "nothing".to_string()
+        } else {
+            ignored.join(", ")
+        }
+    );
     Ok(cfg)
+}
+
+/// Reads the file as `load` does but never writes: for reloads (SIGHUP, restore), which
+/// must not race the startup migration. Absent file: defaults.
+pub fn read(path: &Path) -> Result<Config, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => resolve(path, &text).map(|r| r.config),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Keeps the old text in the archive, then replaces the file with its migrated text. If
+/// the old text cannot be kept, the file stays as it is: an older release must still find
+/// a file it can read after a rollback.
+fn write_migration(path: &Path, old_text: &str, from: u32, new_text: &str) -> std::io::Result<()> {
+    let archived = archive_path(path, from);
+    let dir = archived.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    crate::atomic_file::write(dir, &archived, old_text.as_bytes())?;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    crate::atomic_file::write(parent, path, new_text.as_bytes())
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -700,26 +904,48 @@ pub struct Loaded {
     pub error: Option<String>,
 }
 
-/// Loads `path`. Absent file: defaults, no error. Bad file: defaults plus the error.
+/// Loads `path`. Absent file: defaults, no error. Bad file: defaults plus the error. A file
+/// of an older schema is migrated and written back (its old text archived first); one of a
+/// newer schema is read as `resolve_newer` says, and left alone.
 pub fn load(path: &Path) -> Loaded {
-    match std::fs::read_to_string(path) {
-        Ok(text) => match parse(&text) {
-            Ok(config) => Loaded {
-                config,
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Loaded {
+                config: Config::default(),
                 error: None,
-            },
-            Err(e) => Loaded {
+            }
+        }
+        Err(e) => {
+            return Loaded {
                 config: Config::default(),
                 error: Some(format!("{}: {e}", path.display())),
-            },
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Loaded {
-            config: Config::default(),
-            error: None,
-        },
+            }
+        }
+    };
+    match resolve(path, &text) {
+        Ok(Resolved { config, rewrite }) => {
+            if let Some((from, new_text)) = rewrite {
+                match write_migration(path, &text, from, &new_text) {
+                    Ok(()) => eprintln!(
+                        "config: {} migrated from schema {from} to {SCHEMA}; old text kept as {}",
+                        path.display(),
+                        archive_path(path, from).display()
+                    ),
+                    Err(e) => eprintln!(
+                        "config: {} read as schema {SCHEMA} but not rewritten: {e}",
+                        path.display()
+                    ),
+                }
+            }
+            Loaded {
+                config,
+                error: None,
+            }
+        }
         Err(e) => Loaded {
             config: Config::default(),
-            error: Some(format!("{}: {e}", path.display())),
+            error: Some(e),
         },
     }
 }
@@ -914,6 +1140,165 @@ inside = "192.168.1.22:8080"
         let l = load(&dir.join("absent.toml"));
         assert!(l.error.is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("gh-schema-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn every_migration_lands_on_the_next_schema() {
+        for (n, step) in MIGRATIONS.iter().enumerate() {
+            let mut t = toml::Table::new();
+            if n > 0 {
+                t.insert("schema".into(), toml::Value::Integer(n as i64));
+            }
+            step(&mut t);
+            assert_eq!(schema_of(&t), Ok(n as u32 + 1), "MIGRATIONS[{n}]");
+        }
+        assert_eq!(schema_of(&migrate(toml::Table::new(), 0)), Ok(SCHEMA));
+    }
+
+    #[test]
+    fn schema_key_is_checked() {
+        assert_eq!(parse("").unwrap().schema, SCHEMA);
+        assert_eq!(parse("schema = 1\n").unwrap(), Config::default());
+        assert_eq!(parse("schema = 0\n").unwrap(), Config::default());
+        for bad in ["schema = -1\n", "schema = \"1\"\n", "schema = 1.5\n"] {
+            assert!(
+                parse(bad).unwrap_err().message.contains("whole number"),
+                "{bad}"
+            );
+        }
+        let e = parse("schema = 99\n").unwrap_err();
+        assert!(e.message.contains("newer"), "{e}");
+        // Errors in a current-schema file still name their line.
+        let e = parse("schema = 1\n[lan]\naddres = \"10.0.0.1\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn an_old_file_is_migrated_once_and_its_text_archived() {
+        let d = scratch("old");
+        let p = d.join("gatehouse.toml");
+        let old = "# my router\n[system]\nhostname = \"box\"  # the name\n";
+        std::fs::write(&p, old).unwrap();
+        let l = load(&p);
+        assert!(l.error.is_none(), "{:?}", l.error);
+        assert_eq!(l.config.system.hostname, "box");
+        assert_eq!(l.config.schema, SCHEMA);
+        let archived = d.join("config-archive/gatehouse.schema0.toml");
+        assert_eq!(std::fs::read_to_string(&archived).unwrap(), old);
+        let new = std::fs::read_to_string(&p).unwrap();
+        assert!(new.starts_with("schema = 1\n"), "{new}");
+        assert!(
+            new.contains("# the name"),
+            "the owner's comments were lost: {new}"
+        );
+        assert_eq!(parse(&new).unwrap(), l.config);
+        // Loading the migrated file again changes nothing.
+        std::fs::write(&archived, "sentinel").unwrap();
+        let again = load(&p);
+        assert_eq!(again.config, l.config);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), new);
+        assert_eq!(std::fs::read_to_string(&archived).unwrap(), "sentinel");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_bad_old_file_is_neither_migrated_nor_archived() {
+        let d = scratch("bad");
+        let p = d.join("gatehouse.toml");
+        std::fs::write(&p, "[ui]\nport = \"eighty\"\n").unwrap();
+        assert!(load(&p).error.unwrap().contains("line 2"));
+        assert!(!d.join("config-archive").exists());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "[ui]\nport = \"eighty\"\n"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn read_migrates_in_memory_only() {
+        let d = scratch("read");
+        let p = d.join("gatehouse.toml");
+        std::fs::write(&p, "[system]\nhostname = \"box\"\n").unwrap();
+        assert_eq!(read(&p).unwrap().system.hostname, "box");
+        assert!(!d.join("config-archive").exists());
+        assert!(!std::fs::read_to_string(&p).unwrap().contains("schema"));
+        assert_eq!(read(&d.join("absent.toml")).unwrap(), Config::default());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn after_a_rollback_the_archived_copy_of_our_schema_is_used() {
+        let d = scratch("archived");
+        let p = d.join("gatehouse.toml");
+        let newer = format!("schema = {}\n[system]\nhostname = \"newer\"\n", SCHEMA + 1);
+        std::fs::write(&p, &newer).unwrap();
+        let archived = archive_path(&p, SCHEMA);
+        std::fs::create_dir_all(archived.parent().unwrap()).unwrap();
+        std::fs::write(&archived, "[system]\nhostname = \"ours\"\n").unwrap();
+        let l = load(&p);
+        assert!(l.error.is_none(), "{:?}", l.error);
+        assert_eq!(l.config.system.hostname, "ours");
+        // The newer release's file is left for it.
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), newer);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn after_a_rollback_without_an_archive_unknown_keys_are_left_out() {
+        let d = scratch("lenient");
+        let p = d.join("gatehouse.toml");
+        let newer = format!(
+            r#"schema = {}
+future_top = 1
+[system]
+hostname = "newer"
+colour = "blue"
+[wifi]
+ssid = "x"
+[[nat.forwards]]
+protocol = "tcp"
+external = 8080
+inside = "192.168.1.20:80"
+comment = "new in a later release"
+"#,
+            SCHEMA + 1
+        );
+        std::fs::write(&p, &newer).unwrap();
+        let l = load(&p);
+        assert!(l.error.is_none(), "{:?}", l.error);
+        assert_eq!(l.config.schema, SCHEMA);
+        assert_eq!(l.config.system.hostname, "newer");
+        assert_eq!(l.config.nat.forwards.len(), 1);
+        assert_eq!(l.config.nat.forwards[0].external.first, 8080);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), newer);
+        let (_, mut ignored) =
+            lenient::from_table::<Config>(toml::from_str(&newer).unwrap()).unwrap();
+        ignored.sort();
+        assert_eq!(
+            ignored,
+            [
+                "future_top",
+                "nat.forwards[0].comment",
+                "system.colour",
+                "wifi"
+            ]
+        );
+        // What we do know is still validated.
+        std::fs::write(
+            &p,
+            format!("schema = {}\n[lan]\nprefix_len = 40\n", SCHEMA + 1),
+        )
+        .unwrap();
+        assert!(load(&p).error.unwrap().contains("prefix_len"));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

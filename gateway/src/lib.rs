@@ -9,5 +9,6 @@ pub mod dhcp;
 pub mod dns;
 pub mod nat;
 pub mod traffic;
+pub mod update;
 pub mod wan;
 pub mod web;

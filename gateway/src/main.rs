@@ -1,7 +1,7 @@
 //! gatewayd: the LAN-facing services and the NAT datapath of a Gatehouse router.
 
 use gateway::context::Context;
-use gateway::{config, dhcp, dns, nat, traffic, wan, web};
+use gateway::{config, dhcp, dns, nat, traffic, update, wan, web};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -117,6 +117,13 @@ async fn serve(args: Args, loaded: config::Loaded) {
         nat: Arc::new(nat::Table::from_config(&config.nat)),
         traffic: Arc::new(traffic::Traffic::new(&config, &args.data_dir)),
         auth: Arc::new(web::session::Auth::open(&args.data_dir)),
+        // RAUC on the system bus, reached on first use: its absence only shows on the
+        // update page.
+        update: Arc::new(update::Update::new(
+            Arc::new(update::Rauc::system()),
+            update::Paths::new(args.config.clone(), &args.data_dir),
+            Arc::new(update::request_reboot),
+        )),
     };
     let mut tasks = tokio::task::JoinSet::new();
     // SIGHUP re-applies the config file's port forwards. Registered before anything else runs:

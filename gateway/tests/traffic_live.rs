@@ -73,6 +73,11 @@ async fn start() -> (Server, Arc<Traffic>, tempdir::Dir) {
         nat: Default::default(),
         traffic: traffic.clone(),
         auth,
+        update: Arc::new(gateway::update::Update::new(
+            Arc::new(gateway::update::fake::FakeInstaller::new("c", "0.1.0")),
+            gateway::update::Paths::new(dir.0.join("gatehouse.toml"), &dir.0),
+            Arc::new(|| Err("no reboots in tests".into())),
+        )),
     };
     let app = router(AppState { ctx, shared });
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -210,12 +210,9 @@ impl Table {
     /// the UI. An absent file means defaults, as at startup: no forwards. Returns the number
     /// of forwards in force and of mappings ended.
     pub fn reload_forwards(&self, path: &Path) -> Result<(usize, usize), String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => Ok(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(e.to_string()),
-        };
-        let cfg = text.and_then(|t| crate::config::parse(&t).map_err(|e| e.to_string()));
+        // Read as at startup (older schemas migrated in memory, a newer one after a
+        // rollback resolved), but never written: that is startup's job.
+        let cfg = crate::config::read(path);
         let mut last_error = self.reload_error.lock().unwrap_or_else(|e| e.into_inner());
         match cfg {
             Ok(cfg) => {
@@ -225,7 +222,6 @@ impl Table {
                 Ok((cfg.nat.forwards.len(), ended))
             }
             Err(e) => {
-                let e = format!("{}: {e}", path.display());
                 self.stats.forward_reload_errors.fetch_add(1, Relaxed);
                 *last_error = Some(e.clone());
                 Err(e)

@@ -1,8 +1,9 @@
 //! Login for the admin UI and API: the middleware in front of every route, the setup and
 //! login pages, logout. Sessions ride in an HttpOnly, SameSite=Strict cookie; every
-//! state-changing request must carry the session's CSRF token (form field `csrf` or header
-//! `X-CSRF-Token`). The login and setup forms use a short-lived pre-session token in a
-//! cookie of its own (double submit).
+//! state-changing request must carry the session's CSRF token: header `X-CSRF-Token`, or
+//! the form field `csrf` of a url-encoded form, or, for a multipart upload (whose body is
+//! streamed to disk, never read ahead here), the query parameter `?csrf=`. The login and
+//! setup forms use a short-lived pre-session token in a cookie of its own (double submit).
 
 use super::session::{same, LoginError, SESSION_MAX};
 use super::AppState;
@@ -60,6 +61,13 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .remove(name)
 }
 
+fn query_field(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
 /// Lets public pages through; everything else needs a live session, and a request that
 /// changes anything needs the session's CSRF token too.
 pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -81,14 +89,19 @@ pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Re
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let given = match header_token {
             Some(t) => Some(t),
+            None if content_type.starts_with("multipart/form-data") => {
+                query_field(req.uri().query().unwrap_or_default(), "csrf")
+            }
             None => {
-                let is_form = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+                let is_form = content_type.starts_with("application/x-www-form-urlencoded");
                 if !is_form {
                     None
                 } else {
@@ -114,6 +127,7 @@ pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Re
 #[template(path = "login.html")]
 struct LoginPage {
     hostname: String,
+    version: String,
     setup: bool,
     csrf: String,
     error: Option<String>,
@@ -123,6 +137,7 @@ fn login_page(st: &AppState, setup: bool, error: Option<String>, status: StatusC
     let csrf = super::session::random_token();
     let page = LoginPage {
         hostname: st.ctx.config.system.hostname.clone(),
+        version: st.shared.update.version().to_string(),
         setup,
         csrf: csrf.clone(),
         error,

@@ -5,11 +5,15 @@
 
 pub mod auth;
 pub mod session;
-mod status;
+pub(crate) mod status;
 pub mod traffic;
+pub mod update;
+
+pub use status::format_bytes;
 
 use crate::context::Context;
 use crate::dhcp::lease_store::SharedStore;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
@@ -25,6 +29,7 @@ pub struct Shared {
     pub nat: Arc<crate::nat::Table>,
     pub traffic: Arc<crate::traffic::Traffic>,
     pub auth: Arc<session::Auth>,
+    pub update: Arc<crate::update::Update>,
 }
 
 #[derive(Clone)]
@@ -53,6 +58,19 @@ pub fn router(state: AppState) -> Router {
             "/api/capture/{mac}",
             get(traffic::capture_download).post(traffic::capture_toggle),
         )
+        .route("/update", get(update::page))
+        .route("/api/update", get(update::json))
+        // Bundles are streamed to disk, bounded by the store (size cap, free space), not
+        // by the request body limit.
+        .route(
+            "/update/upload",
+            post(update::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/update/url", post(update::url))
+        .route("/update/switch", post(update::switch))
+        .route("/update/reboot", post(update::reboot))
+        .route("/config/backup", get(update::backup))
+        .route("/config/restore", post(update::restore))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

@@ -26,6 +26,8 @@ pub struct TalkerRow {
 #[template(path = "index.html")]
 pub struct StatusPage {
     pub hostname: String,
+    /// The running build, in the footer.
+    pub version: String,
     pub uptime: String,
     pub config_error: Option<String>,
     pub wan_interface: String,
@@ -139,6 +141,7 @@ pub async fn page(
     let (traffic_memory, traffic_reach, capture_memory, talkers) = traffic_view(&state, &leases);
     let page = StatusPage {
         hostname: s.hostname,
+        version: state.shared.update.version().to_string(),
         uptime: format_duration(s.uptime_secs),
         config_error: s.config_error,
         wan_interface: s.wan.interface.clone(),
@@ -243,6 +246,7 @@ mod tests {
     fn hostile_hostname_is_escaped() {
         let page = StatusPage {
             hostname: "gw".into(),
+            version: "0.1.0+g1a2b3c4.20261122T0512".into(),
             uptime: "1m".into(),
             config_error: None,
             wan_interface: "wan".into(),
@@ -276,5 +280,6 @@ mod tests {
         assert!(html.contains("1.0 MiB of 64.0 MiB"));
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
         assert!(html.contains("52:54:00:00:00:01"));
+        assert!(html.contains("Gatehouse 0.1.0+g1a2b3c4.20261122T0512"));
     }
 }

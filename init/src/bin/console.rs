@@ -170,8 +170,27 @@ fn install() {
         say("Cancelled.\n");
         return;
     };
+    // A URL is fetched to the data partition first: RAUC would hold it in RAM
+    // (and refuses bundles over its small download limit).
+    let fetched = "/data/update/console.raucb";
+    let src = if src.starts_with("http://") || src.starts_with("https://") {
+        let _ = std::fs::create_dir_all(init::update_record::DIR);
+        if !run_visible("wget", &["-O", fetched, &src]) {
+            let _ = std::fs::remove_file(fetched);
+            say("Download failed; nothing installed.\n");
+            return;
+        }
+        fetched.to_string()
+    } else {
+        src
+    };
+    install_file(&src);
+    let _ = std::fs::remove_file(fetched);
+}
+
+fn install_file(src: &str) {
     let info = Command::new("rauc")
-        .args(["info", "--output-format=shell", &src])
+        .args(["info", "--output-format=shell", src])
         .output();
     let text = match info {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -204,7 +223,7 @@ fn install() {
         return;
     }
     log::line("console", &format!("installing {src}"));
-    if run_visible("rauc", &["install", &src]) {
+    if run_visible("rauc", &["install", src]) {
         say("Installed. Reboot (menu 8) to start it; a failing update rolls back by itself.\n");
     } else {
         say("The install failed; nothing changed on the running slot.\n");

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# A/B updates with RAUC, in QEMU: each test starts from a freshly flashed disk
+# of IMAGE (x86_64), boots slot A in the e2e lab, installs a bundle through the
+# admin UI or the serial console, and watches what the next boots do.
+#
+#   tests/update/update-qemu.sh IMAGE [TEST...]
+#
+# TEST: happy broken-gatewayd power-cut kernel-panic bad-bundles (default: all).
+# The bundles are made from the image build's root tree (OUT/rootfs) with
+# scripts/bundle and the same signing keys as the image; the WAN namespace
+# serves them over HTTP. Prints the figures (bundle size, install time, time
+# to marked good, time to roll back) and "N passed, N failed".
+set -euo pipefail
+IMAGE=$(realpath "${1:?usage: update-qemu.sh IMAGE [TEST...]}")
+shift
+TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic bad-bundles}")
+read -ra TESTS <<<"${TESTS[*]}"
+HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+LAB=ghu
+. "$HERE/qemu-common"
+. "$HERE/lab"
+. "$HERE/qemu-lab"
+[ "$arch" = x86_64 ] || { echo "update tests run on the x86_64 image" >&2; exit 2; }
+UI=http://192.168.1.1
+JAR=$LAB_DIR/cookies
+BUNDLES=$LAB_DIR/bundles
+SRV=http://$WAN_NET.1:8080
+FIGURES=()
+now() { python3 -c 'import time; print("%.1f" % time.time())'; }
+since() { python3 -c "print('%.1f' % ($(now) - $1))"; }
+
+# --- bundles -------------------------------------------------------------------
+mkdir -p "$BUNDLES"
+ROOT=$OUT/rootfs
+BASE=$(cat "$ROOT/etc/gatehouse/version")
+# The same build id with a higher patch number: "newer" to the version check.
+ver() { python3 -c "import sys; b=sys.argv[1]; core, _, build = b.partition('+'); m, n, p = core.split('.'); print(f'{m}.{n}.{int(p) + int(sys.argv[2])}' + ('+' + build if build else ''))" "$BASE" "$1"; }
+GOOD=$(ver 1)
+BROKEN_GW=$(ver 2)
+BROKEN_INIT=$(ver 3)
+
+# variant NAME VERSION [MUTATION]: a copy of the image's root with VERSION in
+# /etc/gatehouse/version and MUTATION (a shell snippet run in the copy) applied,
+# squashed and bundled as $BUNDLES/NAME.raucb.
+variant() {
+    local name=$1 version=$2 mutation=${3:-} tree=$LAB_DIR/root-$1
+    rm -rf "$tree"
+    cp -a "$ROOT" "$tree"
+    echo "$version" >"$tree/etc/gatehouse/version"
+    [ -z "$mutation" ] || (cd "$tree" && sh -c "$mutation")
+    mksquashfs "$tree" "$LAB_DIR/$name.squashfs" -comp gzip -all-root -noappend -quiet -no-progress
+    rm -rf "$tree"
+    ROOTFS=$LAB_DIR/$name.squashfs VERSION=$version BUNDLE=$BUNDLES/$name.raucb \
+        "$REPO/scripts/bundle" x86_64 "$OUT" >"$LAB_DIR/bundle-$name.log" 2>&1 ||
+        { cat "$LAB_DIR/bundle-$name.log"; exit 1; }
+}
+echo "building test bundles from $ROOT ($BASE)"
+variant good "$GOOD"
+FIGURES+=("bundle size: $(du -m "$BUNDLES/good.raucb" | cut -f1) MiB ($GOOD)")
+variant broken-gatewayd "$BROKEN_GW" \
+    "printf '#!/bin/sh\necho \"gatewayd: broken on purpose\" >&2\nexit 1\n' >usr/sbin/gatewayd"
+# init exits at once: the kernel panics ("Attempted to kill init"), panic=5 reboots.
+variant broken-init "$BROKEN_INIT" "printf '#!/bin/sh\nexit 1\n' >usr/sbin/gatehouse-init"
+# Bad ones, from the good squashfs: another architecture's compatible, a
+# stranger's signature, a truncated file, a flipped payload byte, an older version.
+ROOTFS=$LAB_DIR/good.squashfs VERSION=$GOOD COMPATIBLE=gatehouse-aarch64 BUNDLE=$BUNDLES/wrong-compatible.raucb \
+    "$REPO/scripts/bundle" x86_64 "$OUT" >/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=stranger" \
+    -keyout "$LAB_DIR/stranger.key" -out "$LAB_DIR/stranger.pem" 2>/dev/null
+ROOTFS=$LAB_DIR/good.squashfs VERSION=$GOOD BUNDLE=$BUNDLES/wrong-signature.raucb \
+    SIGNING_CERT=$LAB_DIR/stranger.pem SIGNING_KEY=$LAB_DIR/stranger.key KEYRING=$LAB_DIR/stranger.pem \
+    "$REPO/scripts/bundle" x86_64 "$OUT" >/dev/null
+ROOTFS=$LAB_DIR/good.squashfs VERSION=0.0.1+g0000000.20200101T0000 BUNDLE=$BUNDLES/older.raucb \
+    "$REPO/scripts/bundle" x86_64 "$OUT" >/dev/null
+size=$(stat -c %s "$BUNDLES/good.raucb")
+head -c $((size - 4096)) "$BUNDLES/good.raucb" >"$BUNDLES/truncated.raucb"
+cp "$BUNDLES/good.raucb" "$BUNDLES/corrupt.raucb"
+printf '\xff' | dd of="$BUNDLES/corrupt.raucb" bs=1 seek=$((size / 3)) conv=notrunc status=none
+lab_bg bundles lab_in wan python3 -m http.server 8080 --bind $WAN_NET.1 --directory "$BUNDLES"
+
+# --- helpers -------------------------------------------------------------------
+CSRF=
+# up N: boots the router (boot N), waits for its LAN and gatewayd, gives lan1
+# a lease and logs in to the admin UI (setting the password on a new disk).
+up() {
+    boot_router "$1"
+    wait_serial 'net: br-lan' "$BOOT_TIMEOUT" || return 1
+    wait_serial 'gatewayd: started' 60 || return 1
+    rm -f "$LAB_DIR/lease-lan1"
+    lab_in lan1 ip addr flush dev eth0
+    lab_fenced lan1 busybox udhcpc -f -q -n -t 60 -T 1 -i eth0 -s "$(client_hook lan1)" \
+        >"$LAB_DIR/udhcpc-$1.log" 2>&1 || true
+    CSRF=$(ui_login "$LAB-lan1" $UI "$JAR") || return 1
+}
+api() { ui_get "$LAB-lan1" $UI "$JAR" /api/update; }
+# post PATH CURL-ARGS...: a POST with the session and its CSRF token; prints the status code.
+post() {
+    local path=$1
+    shift
+    lab_in lan1 curl -sS --max-time 300 -b "$JAR" -H "X-CSRF-Token: $CSRF" -o "$LAB_DIR/post.out" \
+        -w '%{http_code}' "$@" "$UI$path" 2>/dev/null || true
+}
+# wait_install LIMIT: until RAUC is idle again after an install; prints the API state.
+wait_install() {
+    local t=0 state
+    sleep 2
+    while :; do
+        state=$(api 2>/dev/null || true)
+        if [ -n "$state" ] && jq -e '.operation == "idle"' <<<"$state" >/dev/null 2>&1; then
+            echo "$state"
+            return 0
+        fi
+        sleep 2
+        t=$((t + 2))
+        [ $t -lt "$1" ] || { echo "$state"; return 1; }
+    done
+}
+grubenv_has() { grep -qx "$1" <<<"$(grubenv_get)"; }
+reboot_router() {
+    post /update/reboot >/dev/null
+    wait_qemu_exit 60
+}
+stop_router() {
+    kill -9 "$QEMU_PID" 2>/dev/null || true
+    wait_qemu_exit 20 || true
+}
+
+# --- 1. happy path ----------------------------------------------------------------
+test_happy() {
+    echo "=== 1. happy path: A installs $GOOD, reboots into B, B proves healthy"
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return; }
+    # An owner's config: it must be there after the update.
+    console_do 7 'Leave the shell' 20 || true
+    console_do "printf '[system]\\nhostname = \"updtest\"\\n' >/data/gatehouse.toml; sync; exit" 'Choice' 20 || true
+    ip1=$(lease_ip lan1)
+    local t0 code state
+    t0=$(now)
+    code=$(post /update/url --data-urlencode "url=$SRV/good.raucb")
+    check "the UI accepts the bundle URL (HTTP $code)" test "$code" = 303 -o "$code" = 200
+    state=$(wait_install 600) || true
+    FIGURES+=("install time (download + install, TCG): $(since "$t0") s")
+    check "the install completes with no error" jq -e '.last_error == "" and .pending.to_slot == "B"' <<<"$state"
+    check "RAUC made slot B the next boot" grubenv_has 'ORDER=B A'
+    t0=$(now)
+    check "the owner's reboot restarts the machine" reboot_router
+    up 2 || { check "router boots after the update" false; return; }
+    check "the next boot is slot B" grep -q 'rauc.slot=B' "$SERIAL"
+    check "B passes its health gate (DHCP, DNS, UI, WAN)" wait_serial 'health: slot B healthy' 300
+    FIGURES+=("reboot to marked good: $(since "$t0") s (QEMU restart and TCG boot included)")
+    check "B is marked good" wait_serial 'slot B confirmed good through RAUC' 30
+    state=$(api || true)
+    check "the UI shows the new version ($GOOD) running in B" \
+        jq -e --arg v "$GOOD" '.version == $v and .boot_slot == "B"' <<<"$state"
+    check "the UI reports the update as good" jq -e '.last.result == "good" and .pending == null' <<<"$state"
+    check "the admin password survived (login, no setup)" test -n "$CSRF"
+    check "the lease survived: lan1 got $ip1 back" test -n "$ip1" -a "$(lease_ip lan1)" = "$ip1"
+    check "the config survived: hostname updtest, version $GOOD, slot B" \
+        console_do 1 "updtest: version $GOOD, booted from slot B" 20
+    stop_router
+    check "grubenv: B good, out of trial, first" \
+        sh -c "grep -qx 'B_OK=1' <<<'$(grubenv_get)' && grep -qx 'B_TRY=0' <<<'$(grubenv_get)' && grep -qx 'ORDER=B A' <<<'$(grubenv_get)'"
+}
+
+# rolled_back_checks WHAT REASON-PATTERN: after a failed update, A is back and says why.
+rolled_back_checks() {
+    local state page
+    check "$1: A boots again with no input" grep -q 'rauc.slot=A' "$SERIAL"
+    check "$1: A is confirmed good" wait_serial 'slot A confirmed good' 120
+    state=$(api || true)
+    check "$1: the UI reports the rollback with its reason" \
+        jq -e --arg r "$2" '.last.result == "rolled-back" and (.last.reason | test($r)) and .version != .last.to_version' <<<"$state"
+    page=$(ui_get "$LAB-lan1" $UI "$JAR" /update || true)
+    check "$1: the update page says it failed and rolled back" grep -qi 'failed, rolled back' <<<"$page"
+}
+
+# --- 2. broken update: gatewayd exits at start ----------------------------------------
+test_broken_gatewayd() {
+    echo "=== 2. broken update: $BROKEN_GW, whose gatewayd exits at start (uploaded)"
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return; }
+    local code state t0
+    code=$(post /update/upload -F "bundle=@$BUNDLES/broken-gatewayd.raucb")
+    check "the UI takes the uploaded bundle (HTTP $code)" test "$code" = 303 -o "$code" = 200
+    state=$(wait_install 600) || true
+    check "the broken bundle installs (it is validly signed)" jq -e '.pending.to_slot == "B"' <<<"$state"
+    t0=$(now)
+    reboot_router || true
+    boot_router 2
+    check "the trial boot is slot B" wait_serial 'rauc.slot=B' "$BOOT_TIMEOUT"
+    check "B's health gate sees the crash loop and rolls back" wait_serial 'failed its trial: gatewayd crash-looped' 240
+    check "B reboots by itself" wait_qemu_exit 60
+    up 3 || { check "router comes back" false; return; }
+    FIGURES+=("roll back (broken gatewayd), reboot to A serving: $(since "$t0") s")
+    rolled_back_checks "broken gatewayd" "gatewayd crash-looped"
+    stop_router
+}
+
+# --- 3. power cut in the middle of an install ---------------------------------------------
+test_power_cut() {
+    echo "=== 3. power cut during the install"
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return; }
+    local state pct=0 t=0
+    post /update/url --data-urlencode "url=$SRV/good.raucb" >/dev/null
+    # Wait until RAUC is writing the slot, then pull the plug.
+    while [ $t -lt 600 ]; do
+        state=$(api 2>/dev/null || true)
+        pct=$(jq -r '.progress.percent // 0' <<<"$state" 2>/dev/null || echo 0)
+        jq -e '.operation == "installing"' <<<"$state" >/dev/null 2>&1 && [ "${pct:-0}" -ge 40 ] && break
+        sleep 0.5
+        t=$((t + 1))
+    done
+    kill -9 "$QEMU_PID"
+    wait_qemu_exit 20 || true
+    echo "  power cut at ${pct}% ($(jq -r '.progress.message' <<<"$state" 2>/dev/null))"
+    check "the plug was pulled mid-install (at ${pct}%)" test "${pct:-0}" -ge 40 -a "${pct:-0}" -lt 100
+    check "grubenv still boots A first; B is marked bad" \
+        sh -c "grep -qx 'ORDER=A B' <<<'$(grubenv_get)' && grep -qx 'B_OK=0' <<<'$(grubenv_get)'"
+    up 2 || { check "router boots after the power cut" false; return; }
+    check "the next boot is A" grep -q 'rauc.slot=A' "$SERIAL"
+    check "A is healthy and confirmed" wait_serial 'slot A confirmed good' 120
+    state=$(api || true)
+    check "no half-done update is pending" jq -e '.pending == null' <<<"$state"
+    # The retry, from the recovery console this time.
+    wait_serial 'Power off' 60 || true
+    console_do 10 'path or http' 20 || true
+    console_do "$SRV/good.raucb" 'Type yes' 120 || true
+    check "a retried install (from the serial console) succeeds" console_do yes 'Installed. Reboot' 600
+    check "the retry made B the next boot" sh -c "sleep 1; grep -qx 'ORDER=B A' <<<'$(grubenv_get)'"
+    stop_router
+}
+
+# --- 4. kernel panic in B: GRUB's try counter ------------------------------------------------
+test_kernel_panic() {
+    echo "=== 4. B's init dies, the kernel panics: GRUB's try counter brings A back"
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return; }
+    local state t0
+    post /update/url --data-urlencode "url=$SRV/broken-init.raucb" >/dev/null
+    state=$(wait_install 600) || true
+    check "the bundle with a broken init installs" jq -e '.pending.to_slot == "B"' <<<"$state"
+    t0=$(now)
+    reboot_router || true
+    boot_router 2
+    check "B's kernel panics (init exits)" wait_serial 'Kernel panic' "$BOOT_TIMEOUT"
+    check "the panic reboots the machine" wait_qemu_exit 60
+    check "grubenv: B was tried once (B_TRY=1)" grubenv_has 'B_TRY=1'
+    up 3 || { check "router comes back" false; return; }
+    FIGURES+=("roll back (kernel panic), reboot to A serving: $(since "$t0") s")
+    rolled_back_checks "kernel panic" "never reported healthy"
+    check "A marks B bad after the rollback" wait_serial 'slot B marked bad' 30
+    stop_router
+}
+
+# --- 5. bad bundles ---------------------------------------------------------------------------
+test_bad_bundles() {
+    echo "=== 5. bad bundles are refused and change no slot state"
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return; }
+    wait_serial 'slot A confirmed good' 120 || true
+    local before state name
+    before=$(grubenv_get)
+    for name in wrong-signature wrong-compatible truncated older; do
+        post /update/url --data-urlencode "url=$SRV/$name.raucb" >/dev/null
+        state=$(wait_install 300) || true
+        echo "  $name: $(jq -r '.last_error' <<<"$state" 2>/dev/null | head -c 200)"
+        check "$name: refused with an error, nothing pending" \
+            jq -e '.last_error != "" and .pending == null' <<<"$state"
+        check "$name: grubenv untouched" test "$(grubenv_get)" = "$before"
+    done
+    check "older: the error asks for the downgrade confirmation" \
+        jq -e '.last_error | test("older|downgrade"; "i")' <<<"$state"
+    # A flipped payload byte passes the signature check; dm-verity stops the
+    # copy at the bad block. A and the boot order stay as they were.
+    post /update/url --data-urlencode "url=$SRV/corrupt.raucb" >/dev/null
+    state=$(wait_install 600) || true
+    echo "  corrupt: $(jq -r '.last_error' <<<"$state" 2>/dev/null | head -c 200)"
+    check "corrupt payload: the install fails with an error, nothing pending" \
+        jq -e '.last_error != "" and .pending == null' <<<"$state"
+    check "corrupt payload: A stays first and good" \
+        sh -c "grep -qx 'ORDER=A B' <<<'$(grubenv_get)' && grep -qx 'A_OK=1' <<<'$(grubenv_get)'"
+    state=$(api || true)
+    check "the rejections are counted" jq -e '.counters.rejected >= 4' <<<"$state"
+    stop_router
+}
+
+for t in "${TESTS[@]}"; do
+    case "$t" in
+    happy) test_happy ;;
+    broken-gatewayd) test_broken_gatewayd ;;
+    power-cut) test_power_cut ;;
+    kernel-panic) test_kernel_panic ;;
+    bad-bundles) test_bad_bundles ;;
+    *) echo "unknown test $t" >&2; exit 2 ;;
+    esac
+done
+echo
+echo "figures (x86_64 under $accel):"
+for f in "${FIGURES[@]}"; do echo "  $f"; done
+finish
