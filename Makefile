@@ -26,7 +26,7 @@ SIGNING_KEY ?=
 KEYRING ?=
 export SIGNING_CERT SIGNING_KEY KEYRING
 
-.PHONY: all deps binaries image run bundle bundle-tests flash test check unit netns flash-tests e2e e2e-aarch64 clean fmt clippy fuzz
+.PHONY: all deps binaries image run bundle bundle-tests update-tests flash test check unit netns flash-tests e2e e2e-aarch64 clean fmt clippy fuzz
 
 all: image
 
@@ -81,11 +81,16 @@ e2e-aarch64:
 bundle-tests: e2e e2e-aarch64
 	tests/bundle/bundle.sh x86_64 aarch64
 
+# A/B updates in QEMU on the x86_64 image (built by e2e): happy path, broken gatewayd,
+# power cut mid-install, kernel panic, bad bundles, config schema migration and rollback.
+update-tests: e2e
+	tests/update/update-qemu.sh $(OUT)/gatehouse-x86_64.img
+
 # Fast loop: unit, netns and flash tests, no QEMU.
 check: unit netns flash-tests
 
 # Everything, QEMU included.
-test: check e2e e2e-aarch64 bundle-tests
+test: check e2e e2e-aarch64 bundle-tests update-tests
 
 fmt:
 	cargo fmt --all

@@ -517,15 +517,30 @@ fn from_text(text: &str) -> Result<Config, ConfigError> {
 
 /// The config file's schema version this release reads and writes. A file without a
 /// top-level `schema` key is schema 0: everything written before schemas existed.
+#[cfg(not(feature = "next-schema"))]
 pub const SCHEMA: u32 = 1;
+/// Test builds only (feature `next-schema`): a release one schema ahead, so the QEMU
+/// update test can install it, see the file migrated, roll back and find the old one.
+#[cfg(feature = "next-schema")]
+pub const SCHEMA: u32 = 2;
 
 /// `MIGRATIONS[n]` turns a schema-n table into a schema-(n+1) one and sets `schema`
 /// accordingly. A release that changes the file's meaning bumps `SCHEMA` and appends one
 /// pure function here; nothing else changes.
-const MIGRATIONS: [fn(&mut toml::Table); SCHEMA as usize] = [migrate_0_to_1];
+const MIGRATIONS: [fn(&mut toml::Table); SCHEMA as usize] = [
+    migrate_0_to_1,
+    #[cfg(feature = "next-schema")]
+    migrate_1_to_2,
+];
 
 fn migrate_0_to_1(t: &mut toml::Table) {
     t.insert("schema".into(), toml::Value::Integer(1));
+}
+
+/// The `next-schema` test release's step: the same settings under a new number.
+#[cfg(feature = "next-schema")]
+fn migrate_1_to_2(t: &mut toml::Table) {
+    t.insert("schema".into(), toml::Value::Integer(2));
 }
 
 fn schema_of(t: &toml::Table) -> Result<u32, String> {

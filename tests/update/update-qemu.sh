@@ -5,7 +5,7 @@
 #
 #   tests/update/update-qemu.sh IMAGE [TEST...]
 #
-# TEST: happy broken-gatewayd power-cut kernel-panic bad-bundles (default: all).
+# TEST: happy broken-gatewayd power-cut kernel-panic bad-bundles schema (default: all).
 # The bundles are made from the image build's root tree (OUT/rootfs) with
 # scripts/bundle and the same signing keys as the image; the WAN namespace
 # serves them over HTTP. Prints the figures (bundle size, install time, time
@@ -13,7 +13,7 @@
 set -euo pipefail
 IMAGE=$(realpath "${1:?usage: update-qemu.sh IMAGE [TEST...]}")
 shift
-TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic bad-bundles}")
+TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic bad-bundles schema}")
 read -ra TESTS <<<"${TESTS[*]}"
 HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -62,6 +62,15 @@ variant broken-gatewayd "$BROKEN_GW" \
     "printf '#!/bin/sh\necho \"gatewayd: broken on purpose\" >&2\nexit 1\n' >usr/sbin/gatewayd"
 # init exits at once: the kernel panics ("Attempted to kill init"), panic=5 reboots.
 variant broken-init "$BROKEN_INIT" "printf '#!/bin/sh\nexit 1\n' >usr/sbin/gatehouse-init"
+# A release one config schema ahead: gatewayd built with the next-schema feature.
+if [[ " ${TESTS[*]} " == *" schema "* ]]; then
+    echo "building gatewayd with config schema 2 (feature next-schema)"
+    (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --locked \
+        --target x86_64-unknown-linux-gnu -p gateway --features next-schema)
+    cp "$REPO/target/x86_64-unknown-linux-gnu/release/gatewayd" "$LAB_DIR/gatewayd-next"
+    NEXT_SCHEMA=$(ver 4)
+    variant next-schema "$NEXT_SCHEMA" "cp '$LAB_DIR/gatewayd-next' usr/sbin/gatewayd"
+fi
 # Bad ones, from the good squashfs: another architecture's compatible, a
 # stranger's signature, a truncated file, a flipped payload byte, an older version.
 ROOTFS=$LAB_DIR/good.squashfs VERSION=$GOOD COMPATIBLE=gatehouse-aarch64 BUNDLE=$BUNDLES/wrong-compatible.raucb \
@@ -98,7 +107,7 @@ api() { ui_get "$LAB-lan1" $UI "$JAR" /api/update; }
 post() {
     local path=$1
     shift
-    lab_in lan1 curl -sS --max-time 300 -b "$JAR" -H "X-CSRF-Token: $CSRF" -o "$LAB_DIR/post.out" \
+    lab_in lan1 curl -sS -X POST --max-time 300 -b "$JAR" -H "X-CSRF-Token: $CSRF" -o "$LAB_DIR/post.out" \
         -w '%{http_code}' "$@" "$UI$path" 2>/dev/null || true
 }
 # wait_install LIMIT: until RAUC is idle again after an install; prints the API state.
@@ -107,7 +116,7 @@ wait_install() {
     sleep 2
     while :; do
         state=$(api 2>/dev/null || true)
-        if [ -n "$state" ] && jq -e '.operation == "idle"' <<<"$state" >/dev/null 2>&1; then
+        if [ -n "$state" ] && jq -e '.operation == "idle" and .activity.phase == "idle"' <<<"$state" >/dev/null 2>&1; then
             echo "$state"
             return 0
         fi
@@ -118,8 +127,12 @@ wait_install() {
 }
 grubenv_has() { grep -qx "$1" <<<"$(grubenv_get)"; }
 reboot_router() {
-    post /update/reboot >/dev/null
-    wait_qemu_exit 60
+    local code
+    code=$(post /update/reboot)
+    echo "  reboot requested: HTTP $code" >&2
+    wait_qemu_exit 90 && return 0
+    stop_router
+    return 1
 }
 stop_router() {
     kill -9 "$QEMU_PID" 2>/dev/null || true
@@ -286,6 +299,42 @@ test_bad_bundles() {
     stop_router
 }
 
+# --- 6. config migration across a schema change, and back ---------------------------------
+test_schema() {
+    echo "=== 6. config migration: schema 1 (A) -> schema 2 ($NEXT_SCHEMA in B) -> manual rollback to A"
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return; }
+    # The config as this release writes it: schema 1.
+    console_do 7 'Leave the shell' 20 || true
+    console_do "printf 'schema = 1\n\n[system]\nhostname = \"schematest\"\n' >/data/gatehouse.toml; sync; exit" 'Choice' 20 || true
+    local state page
+    post /update/url --data-urlencode "url=$SRV/next-schema.raucb" >/dev/null
+    state=$(wait_install 600) || true
+    check "the schema-2 release installs" jq -e '.pending.to_slot == "B"' <<<"$state"
+    reboot_router || true
+    up 2 || { check "router boots B" false; return; }
+    check "B (schema 2) passes its health gate" wait_serial 'health: slot B healthy' 300
+    check "B migrated the config and says so" wait_serial 'config: .*schema 1.*2\|migrated' 5
+    console_do 7 'Leave the shell' 20 || true
+    check "B wrote schema 2 and archived the schema-1 file" console_do \
+        'grep -q "^schema = 2" /data/gatehouse.toml && grep -q "^schema = 1" /data/config-archive/gatehouse.schema1.toml && echo MIGRATED-$((6*7)); exit' 'MIGRATED-42' 20
+    check "B runs with the owner's config (hostname schematest)" console_do 1 "schematest: version $NEXT_SCHEMA, booted from slot B" 20
+    # Manual rollback from the UI: A is good, so the switch is offered.
+    state=$(api || true)
+    check "the UI offers the switch back to A" jq -e '.switch_to == "A"' <<<"$state"
+    local code
+    code=$(post /update/switch)
+    echo "  switch requested: HTTP $code"
+    check "the switch reboots" wait_qemu_exit 90
+    up 3 || { check "router comes back on A" false; return; }
+    check "the old release (A) boots" grep -q 'rauc.slot=A' "$SERIAL"
+    check "A reads its archived schema-1 config, not the newer file" wait_serial 'config-archive/gatehouse.schema1.toml' 60
+    check "A still has the owner's config (hostname schematest)" \
+        console_do 1 "schematest: version $BASE, booted from slot A" 20
+    check "A serves DHCP on the LAN" test -n "$(lease_ip lan1)"
+    stop_router
+}
+
 for t in "${TESTS[@]}"; do
     case "$t" in
     happy) test_happy ;;
@@ -293,6 +342,7 @@ for t in "${TESTS[@]}"; do
     power-cut) test_power_cut ;;
     kernel-panic) test_kernel_panic ;;
     bad-bundles) test_bad_bundles ;;
+    schema) test_schema ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
     esac
 done

@@ -618,7 +618,9 @@ impl Update {
     pub fn reboot_soon(&self) {
         let reboot = self.reboot.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Long enough for the answer page to reach the browser (the page
+            // itself waits on RAUC's D-Bus state, slow on a small board).
+            tokio::time::sleep(Duration::from_secs(2)).await;
             eprintln!("update: reboot requested from the admin page");
             if let Err(e) = reboot() {
                 eprintln!("update: {e}");
