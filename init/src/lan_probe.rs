@@ -1,7 +1,7 @@
 //! Runs the health checks from the LAN side, as a client would see them.
 //!
 //! A veth pair joins br-lan; its far end goes into a network namespace of its
-//! own where `/usr/lib/gatehouse/lan-probe` (busybox udhcpc, nslookup, wget)
+//! own where `/usr/lib/gatehouse/lan-probe` (busybox udhcpc, nslookup, nc)
 //! asks for a lease, a DNS answer and the admin page. Links are made over
 //! netlink (rtnetlink). The probe process is not waited for here: PID 1's loop
 //! reaps every child, so its end is seen as EOF on its output.
@@ -120,6 +120,14 @@ pub fn run(bridge: &str, lan: Ipv4Addr) -> ProbeResult {
         Err(e) => return fail_all(format!("cannot start {SCRIPT}: {e}")),
     };
     let pid = child.id();
+    // The link may only move once the child has its own namespace: moved
+    // earlier, it would land in ours and the probe would never see it.
+    let ours = std::fs::read_link("/proc/self/ns/net").ok();
+    let entered = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == ours && Instant::now() < entered
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     if let Err(e) = rt.block_on(plumb(bridge, pid)) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),

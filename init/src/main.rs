@@ -81,6 +81,13 @@ fn main() {
         log!("bootslot: {e}");
     }
     machine_id();
+    // Big temporary files (RAUC's downloads of bundles given as a URL) go to the
+    // data partition, not RAM. Every service inherits this.
+    let tmp = format!("{}/tmp", update_record::DIR);
+    let _ = std::fs::remove_dir_all(&tmp);
+    if std::fs::create_dir_all(&tmp).is_ok() {
+        std::env::set_var("TMPDIR", &tmp);
+    }
     steps.push(Step("mounts", log::since_boot()));
     let settings = settings::load();
     if let Err(e) = nix::unistd::sethostname(&settings.hostname) {

@@ -15,22 +15,44 @@ trait Installer {
     fn boot_slot(&self) -> zbus::Result<String>;
 }
 
+/// How long PID 1 waits on the bus: a wedged dbus-daemon or RAUC must not stop
+/// it from reaping and taking signals.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a D-Bus call on a thread of its own, giving up after `CALL_TIMEOUT`.
+fn bounded<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(call());
+    });
+    rx.recv_timeout(CALL_TIMEOUT)
+        .map_err(|_| format!("no answer on D-Bus within {} s", CALL_TIMEOUT.as_secs()))?
+}
+
 /// Is RAUC answering on the system bus?
 pub fn ready() -> bool {
-    let Ok(conn) = zbus::blocking::Connection::system() else {
-        return false;
-    };
-    InstallerProxyBlocking::new(&conn)
-        .and_then(|p| p.boot_slot())
-        .is_ok()
+    bounded(|| {
+        let conn = zbus::blocking::Connection::system().map_err(|e| e.to_string())?;
+        InstallerProxyBlocking::new(&conn)
+            .and_then(|p| p.boot_slot())
+            .map_err(|e| e.to_string())
+    })
+    .is_ok()
 }
 
 /// `Mark(state, ident)`: state good|bad|active, ident booted|other|slot name.
 pub fn mark(state: &str, ident: &str) -> Result<String, String> {
-    let conn = zbus::blocking::Connection::system().map_err(|e| format!("system bus: {e}"))?;
-    let proxy = InstallerProxyBlocking::new(&conn).map_err(|e| e.to_string())?;
-    let (slot, msg) = proxy.mark(state, ident).map_err(|e| format!("rauc: {e}"))?;
-    Ok(format!("{slot}: {msg}"))
+    let (state, ident) = (state.to_string(), ident.to_string());
+    bounded(move || {
+        let conn = zbus::blocking::Connection::system().map_err(|e| format!("system bus: {e}"))?;
+        let proxy = InstallerProxyBlocking::new(&conn).map_err(|e| e.to_string())?;
+        let (slot, msg) = proxy
+            .mark(&state, &ident)
+            .map_err(|e| format!("rauc: {e}"))?;
+        Ok(format!("{slot}: {msg}"))
+    })
 }
 
 /// Marks the booted slot good through RAUC, or by editing the grubenv when

@@ -170,22 +170,8 @@ fn install() {
         say("Cancelled.\n");
         return;
     };
-    // A URL is fetched to the data partition first: RAUC would hold it in RAM
-    // (and refuses bundles over its small download limit).
-    let fetched = "/data/update/console.raucb";
-    let src = if src.starts_with("http://") || src.starts_with("https://") {
-        let _ = std::fs::create_dir_all(init::update_record::DIR);
-        if !run_visible("wget", &["-O", fetched, &src]) {
-            let _ = std::fs::remove_file(fetched);
-            say("Download failed; nothing installed.\n");
-            return;
-        }
-        fetched.to_string()
-    } else {
-        src
-    };
+    // RAUC fetches a URL itself, into $TMPDIR (init points it at the data partition).
     install_file(&src);
-    let _ = std::fs::remove_file(fetched);
 }
 
 fn install_file(src: &str) {
