@@ -7,36 +7,10 @@
 //!
 //! And the lines the update page shows about them.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::Path;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pending {
-    pub from_slot: String,
-    pub from_version: String,
-    pub to_slot: String,
-    pub to_version: String,
-    #[serde(default)]
-    pub installed_at: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Last {
-    /// "good" or "rolled-back".
-    pub result: String,
-    pub from_slot: String,
-    pub from_version: String,
-    pub to_slot: String,
-    pub to_version: String,
-    /// Why the trial failed ("" when good).
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub at: u64,
-    /// How long the new slot took to be confirmed (only when good).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seconds_to_good: Option<f64>,
-}
+pub use update_record::{Last, Pending};
 
 /// Reads one record: absent is `None`, quietly; unreadable or malformed is `None` with a
 /// log line (init writes these atomically, so that means someone else wrote it).

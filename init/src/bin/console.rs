@@ -148,6 +148,18 @@ fn shell() {
     let _ = Command::new("/bin/sh").arg("-l").status();
 }
 
+/// Asks for one line; empty (or the terminal gone) cancels.
+fn ask(question: &str) -> Option<String> {
+    say(question);
+    let answer = read_line()
+        .map(|l| l.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if answer.is_none() {
+        say("Cancelled.\n");
+    }
+    answer
+}
+
 /// Runs a command with its output on the console; true when it succeeded.
 fn run_visible(cmd: &str, args: &[&str]) -> bool {
     match Command::new(cmd).args(args).status() {
@@ -162,12 +174,7 @@ fn run_visible(cmd: &str, args: &[&str]) -> bool {
 /// Installs a bundle with the rauc CLI after showing what it is and asking:
 /// the owner confirms every install here, downgrades included.
 fn install() {
-    say("Bundle path or http(s) URL: ");
-    let Some(src) = read_line()
-        .map(|l| l.trim().to_string())
-        .filter(|s| !s.is_empty())
-    else {
-        say("Cancelled.\n");
+    let Some(src) = ask("Bundle path or http(s) URL: ") else {
         return;
     };
     // RAUC fetches a URL itself, into $TMPDIR (init points it at the data partition).
@@ -217,12 +224,7 @@ fn install_file(src: &str) {
 }
 
 fn backup() {
-    say("Write the backup to (e.g. /data/config-backup.tar.gz): ");
-    let Some(path) = read_line()
-        .map(|l| l.trim().to_string())
-        .filter(|s| !s.is_empty())
-    else {
-        say("Cancelled.\n");
+    let Some(path) = ask("Write the backup to (e.g. /data/config-backup.tar.gz): ") else {
         return;
     };
     let mut args = vec!["czf", path.as_str(), "-C", "/data"];
@@ -233,12 +235,7 @@ fn backup() {
 }
 
 fn restore() {
-    say("Backup file to restore: ");
-    let Some(path) = read_line()
-        .map(|l| l.trim().to_string())
-        .filter(|s| !s.is_empty())
-    else {
-        say("Cancelled.\n");
+    let Some(path) = ask("Backup file to restore: ") else {
         return;
     };
     let listing = output("tar", &["tzf", &path]);
