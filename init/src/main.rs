@@ -112,6 +112,7 @@ fn main() {
         observed: Observed::default(),
         probe: None,
         last_probe: None,
+        rauc_seen: false,
         done: false,
     };
     gate.announce();
@@ -229,6 +230,7 @@ struct Gate {
     observed: Observed,
     probe: Option<std::sync::mpsc::Receiver<Observed>>,
     last_probe: Option<Instant>,
+    rauc_seen: bool,
     done: bool,
 }
 
@@ -318,8 +320,13 @@ impl Gate {
             .filter(|s| s.spec.tty.is_none() && s.pid().is_none())
             .map(|s| s.spec.name.clone())
             .collect();
-        if o.not_running.is_empty() && !rauc::ready() {
-            o.not_running.push("rauc (not on D-Bus)".into());
+        // Once RAUC has answered it stays counted as ready; its process state
+        // (restarts, exits) is watched like every other service's.
+        if o.not_running.is_empty() && !self.rauc_seen {
+            self.rauc_seen = rauc::ready();
+            if !self.rauc_seen {
+                o.not_running.push("rauc (not on D-Bus)".into());
+            }
         }
         o.crash_loop = services
             .iter()
