@@ -36,6 +36,10 @@ use store::{Store, StoreError};
 /// The running build's version, written into the image.
 pub const VERSION_FILE: &str = "/etc/gatehouse/version";
 
+/// How long `reboot_soon` waits: long enough for the answer page to reach the browser
+/// (the page itself waits on RAUC's D-Bus state, slow on a small board).
+pub const REBOOT_DELAY: Duration = Duration::from_secs(2);
+
 /// Asks init (PID 1) for a reboot: it takes SIGTERM as "shut down cleanly and reboot".
 pub fn request_reboot() -> Result<(), String> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), nix::sys::signal::SIGTERM)
@@ -618,9 +622,7 @@ impl Update {
     pub fn reboot_soon(&self) {
         let reboot = self.reboot.clone();
         tokio::spawn(async move {
-            // Long enough for the answer page to reach the browser (the page
-            // itself waits on RAUC's D-Bus state, slow on a small board).
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(REBOOT_DELAY).await;
             eprintln!("update: reboot requested from the admin page");
             if let Err(e) = reboot() {
                 eprintln!("update: {e}");
@@ -983,7 +985,7 @@ mod tests {
         );
         assert_eq!(l.reboots.load(Relaxed), 0, "switch itself must not reboot");
         l.update.reboot_soon();
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        tokio::time::sleep(REBOOT_DELAY + Duration::from_millis(500)).await;
         assert_eq!(l.reboots.load(Relaxed), 1);
     }
 }
