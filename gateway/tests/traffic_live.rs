@@ -2,16 +2,14 @@
 //! subscriber that stops reading is disconnected without holding up the publisher or the
 //! other subscribers.
 
+mod common;
+
 use futures_util::StreamExt;
-use gateway::config::Config;
-use gateway::context::Context;
-use gateway::dhcp::lease_store::LeaseStore;
 use gateway::traffic::{LiveTick, Traffic};
 use gateway::web::session::Auth;
-use gateway::web::{router, AppState, Shared};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use traffic_history::Counts;
@@ -53,33 +51,9 @@ impl Server {
 
 async fn start() -> (Server, Arc<Traffic>, tempdir::Dir) {
     let dir = tempdir::Dir::new();
-    let cfg = Config::default();
-    let (_tx, rx) = tokio::sync::watch::channel(gateway::wan::WanStatus::default());
-    let ctx = Context {
-        config: Arc::new(cfg.clone()),
-        config_error: None,
-        run_dir: dir.0.clone(),
-        wan: rx,
-    };
-    let traffic = Arc::new(Traffic::new(&cfg, &dir.0));
     let auth = Arc::new(Auth::open(&dir.0));
     let (token, _) = auth.start_session(Instant::now());
-    let shared = Shared {
-        leases: Arc::new(Mutex::new(
-            LeaseStore::open(&dir.0.join("leases.json"), 16).unwrap(),
-        )),
-        dhcp: Default::default(),
-        dns: Default::default(),
-        nat: Default::default(),
-        traffic: traffic.clone(),
-        auth,
-        update: Arc::new(gateway::update::Update::new(
-            Arc::new(gateway::update::fake::FakeInstaller::new("c", "0.1.0")),
-            gateway::update::Paths::new(dir.0.join("gatehouse.toml"), &dir.0),
-            Arc::new(|| Err("no reboots in tests".into())),
-        )),
-    };
-    let app = router(AppState { ctx, shared });
+    let (app, traffic) = common::app(&dir.0, auth, common::idle_update(&dir.0));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });

@@ -2,21 +2,18 @@
 //! installer in RAUC's place: a multi-MB upload streamed to disk, the refusals, a download
 //! from a URL, a full disk, and a configuration backup restored.
 
+mod common;
+
 use futures_util::StreamExt;
-use gateway::config::Config;
-use gateway::context::Context;
-use gateway::dhcp::lease_store::LeaseStore;
-use gateway::traffic::Traffic;
 use gateway::update::fake::{bundle_header, FakeInstaller};
 use gateway::update::{Paths, Update};
 use gateway::web::session::Auth;
-use gateway::web::{router, AppState, Shared};
 use reqwest::header;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RUNNING: &str = "0.2.0+g1a2b3c4.20261122T0512";
@@ -46,14 +43,6 @@ async fn start(tag: &str, reserve: Option<u64>) -> Server {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("version"), format!("{RUNNING}\n")).unwrap();
-    let cfg = Config::default();
-    let (_tx, rx) = tokio::sync::watch::channel(gateway::wan::WanStatus::default());
-    let ctx = Context {
-        config: Arc::new(cfg.clone()),
-        config_error: None,
-        run_dir: dir.clone(),
-        wan: rx,
-    };
     let mut paths = Paths::new(dir.join("gatehouse.toml"), &dir);
     paths.version_file = dir.join("version");
     let fake = Arc::new(FakeInstaller::new(COMPATIBLE, "0.1.0"));
@@ -73,18 +62,7 @@ async fn start(tag: &str, reserve: Option<u64>) -> Server {
     let update = Arc::new(update);
     let auth = Arc::new(Auth::open(&dir));
     auth.set_password(PASSWORD).unwrap();
-    let shared = Shared {
-        leases: Arc::new(Mutex::new(
-            LeaseStore::open(&dir.join("leases.json"), 16).unwrap(),
-        )),
-        dhcp: Default::default(),
-        dns: Default::default(),
-        nat: Default::default(),
-        traffic: Arc::new(Traffic::new(&cfg, &dir)),
-        auth,
-        update: update.clone(),
-    };
-    let app = router(AppState { ctx, shared });
+    let (app, _) = common::app(&dir, auth, update.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {

@@ -1,21 +1,16 @@
 //! The admin server's login, sessions and CSRF checks, through the real axum router
 //! (tower `oneshot`, no sockets).
 
+mod common;
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use gateway::config::Config;
-use gateway::context::Context;
-use gateway::dhcp::lease_store::LeaseStore;
-use gateway::traffic::Traffic;
-use gateway::update::fake::FakeInstaller;
-use gateway::update::{Paths, Update};
 use gateway::web::session::Auth;
-use gateway::web::{router, AppState, Shared};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tower::ServiceExt;
 
 struct Lab {
@@ -33,33 +28,9 @@ fn lab(tag: &str) -> Lab {
     let dir = std::env::temp_dir().join(format!("gh-webauth-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let cfg = Config::default();
-    let (_tx, rx) = tokio::sync::watch::channel(gateway::wan::WanStatus::default());
-    let ctx = Context {
-        config: Arc::new(cfg.clone()),
-        config_error: None,
-        run_dir: dir.clone(),
-        wan: rx,
-    };
-    let shared = Shared {
-        leases: Arc::new(Mutex::new(
-            LeaseStore::open(&dir.join("leases.json"), 16).unwrap(),
-        )),
-        dhcp: Default::default(),
-        dns: Default::default(),
-        nat: Default::default(),
-        traffic: Arc::new(Traffic::new(&cfg, &dir)),
-        auth: Arc::new(Auth::open(&dir)),
-        update: Arc::new(Update::new(
-            Arc::new(FakeInstaller::new("gatehouse-x86_64", "0.1.0")),
-            Paths::new(dir.join("gatehouse.toml"), &dir),
-            Arc::new(|| Err("no reboots in tests".into())),
-        )),
-    };
-    Lab {
-        app: router(AppState { ctx, shared }),
-        dir,
-    }
+    let auth = Arc::new(Auth::open(&dir));
+    let (app, _) = common::app(&dir, auth, common::idle_update(&dir));
+    Lab { app, dir }
 }
 
 struct Reply {
