@@ -85,21 +85,20 @@ pub fn get<'a>(vars: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// Where init keeps the ESP mounted, for RAUC's GRUB backend (grub-editenv).
 pub const ESP_MOUNT: &str = "/boot/efi";
 
-/// Mounts the ESP at `ESP_MOUNT` for the life of the system. `flush` writes
-/// each file out on close, so the grubenv is on disk once an edit returns.
-pub fn mount_esp() -> Result<(), String> {
+/// Mounts the ESP (vfat) on `target` with mount options `data`.
+fn mount_esp_on(target: &str, data: Option<&str>) -> Result<(), String> {
     let dev = crate::data::find_partition(ESP_PARTNAME).ok_or("no ESP partition")?;
     let flags = nix::mount::MsFlags::MS_NOSUID
         | nix::mount::MsFlags::MS_NODEV
         | nix::mount::MsFlags::MS_NOEXEC;
-    nix::mount::mount(
-        Some(dev.as_str()),
-        ESP_MOUNT,
-        Some("vfat"),
-        flags,
-        Some("flush"),
-    )
-    .map_err(|e| format!("mount {dev} on {ESP_MOUNT}: {e}"))
+    nix::mount::mount(Some(dev.as_str()), target, Some("vfat"), flags, data)
+        .map_err(|e| format!("mount {dev} on {target}: {e}"))
+}
+
+/// Mounts the ESP at `ESP_MOUNT` for the life of the system. `flush` writes
+/// each file out on close, so the grubenv is on disk once an edit returns.
+pub fn mount_esp() -> Result<(), String> {
+    mount_esp_on(ESP_MOUNT, Some("flush"))
 }
 
 /// Runs `f` on the grubenv: on the ESP init mounted, or (when that is not
@@ -109,20 +108,9 @@ fn with_grubenv<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, Strin
     if std::path::Path::new(&mounted).exists() {
         return f(&mounted);
     }
-    let dev = crate::data::find_partition(ESP_PARTNAME).ok_or("no ESP partition")?;
     let mnt = format!("/run/gatehouse/esp-{}", std::process::id());
     let _ = std::fs::create_dir_all(&mnt);
-    let flags = nix::mount::MsFlags::MS_NOSUID
-        | nix::mount::MsFlags::MS_NODEV
-        | nix::mount::MsFlags::MS_NOEXEC;
-    nix::mount::mount(
-        Some(dev.as_str()),
-        mnt.as_str(),
-        Some("vfat"),
-        flags,
-        None::<&str>,
-    )
-    .map_err(|e| format!("mount {dev}: {e}"))?;
+    mount_esp_on(&mnt, None)?;
     let result = f(&format!("{mnt}/{GRUBENV}"));
     let _ = nix::mount::umount(mnt.as_str());
     let _ = std::fs::remove_dir(&mnt);
