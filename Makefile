@@ -26,7 +26,7 @@ SIGNING_KEY ?=
 KEYRING ?=
 export SIGNING_CERT SIGNING_KEY KEYRING
 
-.PHONY: all deps binaries image run bundle bundle-tests update-tests flash test check unit netns flash-tests e2e e2e-aarch64 clean fmt clippy fuzz
+.PHONY: all deps binaries image run bundle bundle-tests update-tests init-tests flash test check unit netns flash-tests e2e e2e-aarch64 clean fmt clippy fuzz
 
 all: image
 
@@ -86,11 +86,19 @@ bundle-tests: e2e e2e-aarch64
 update-tests: e2e
 	tests/update/update-qemu.sh $(OUT)/gatehouse-x86_64.img
 
+# PID 1 in QEMU on the x86_64 image (built by e2e): service table, logs, backoff and
+# crash loop, zombies, watchdog, fatal-error recovery; the WAN port rule and cable
+# unplug/plug; the WLAN access point on mac80211_hwsim.
+init-tests: e2e
+	tests/init/init-qemu.sh $(OUT)/gatehouse-x86_64.img
+	tests/net/link-qemu.sh $(OUT)/gatehouse-x86_64.img
+	tests/wlan/wlan-qemu.sh $(OUT)/gatehouse-x86_64.img
+
 # Fast loop: unit, netns and flash tests, no QEMU.
 check: unit netns flash-tests
 
 # Everything, QEMU included.
-test: check e2e e2e-aarch64 bundle-tests update-tests
+test: check e2e e2e-aarch64 init-tests bundle-tests update-tests
 
 fmt:
 	cargo fmt --all

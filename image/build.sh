@@ -237,6 +237,15 @@ for t in mke2fs e2fsck; do
     [ -x "$ROOT/usr/sbin/$t" ] || { echo "missing /usr/sbin/$t" >&2; exit 1; }
     rm -f "$ROOT/usr/bin/$t"
 done
+# The kernel runs /sbin/modprobe for what it loads on demand (the WLAN ciphers
+# mac80211 asks the crypto API for); busybox's modprobe serves.
+[ -e "$ROOT/usr/sbin/modprobe" ] || ln -s ../bin/busybox "$ROOT/usr/sbin/modprobe"
+# wireless-regdb's maintainer script would point the kernel's regulatory.db at
+# the copy signed with Debian's key, which Debian's kernel trusts; no script runs here.
+for f in regulatory.db regulatory.db.p7s; do
+    [ -f "$ROOT/lib/firmware/$f-debian" ] || { echo "missing /lib/firmware/$f-debian" >&2; exit 1; }
+    ln -sfn "$f-debian" "$ROOT/lib/firmware/$f"
+done
 {
     list_for_arch modules.list
     list_for_arch modules-hw.list
@@ -258,6 +267,9 @@ install -D -m 0755 "$BIN_DIR/gatewayd" "$ROOT/usr/sbin/gatewayd"
 install -D -m 0755 "$BIN_DIR/gatehouse-init" "$ROOT/usr/sbin/gatehouse-init"
 install -D -m 0755 "$BIN_DIR/gatehouse-console" "$ROOT/usr/sbin/gatehouse-console"
 ln -sf gatehouse-init "$ROOT/usr/sbin/init"
+# `logs` reads init's log rings (gatehouse-console knows the name). Not
+# "logread": busybox's shell runs its own applet of that name whatever PATH says.
+ln -sf gatehouse-console "$ROOT/usr/sbin/logs"
 cp -a "$REPO/overlays/." "$ROOT/"
 mkdir -p "$ROOT"/{proc,sys,dev,run,tmp,data,boot/efi,mnt,root}
 # The version this image (and the bundle made from it) reports everywhere.

@@ -25,6 +25,7 @@ pub struct Config {
     pub ui: Ui,
     pub traffic: Traffic,
     pub capture: Capture,
+    pub wlan: Wlan,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,6 +42,9 @@ pub struct Lan {
     pub interface: String,
     pub address: Ipv4Addr,
     pub prefix_len: u8,
+    /// The ethernet ports init bridges into `interface`, by kernel name ("eth1") or MAC.
+    /// Empty: every port but the WAN.
+    pub ports: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +53,9 @@ pub struct Wan {
     pub interface: String,
     /// Only "dhcp" for now; static addressing arrives with the network-config work.
     pub mode: String,
+    /// The ethernet port init renames to `interface`, by kernel name ("eth0") or MAC.
+    /// None: the automatic rule (the first port with a carrier and a DHCP offer).
+    pub port: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -304,6 +311,47 @@ pub struct Capture {
     pub disabled_clients: Vec<String>,
 }
 
+/// The WLAN access point. init reads, validates and applies this section (hostapd);
+/// gatewayd only accepts it. Its values are not validated here on purpose: a bad
+/// passphrase must cost the access point only, never the rest of the file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wlan {
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+    /// A channel number, or "auto".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<WlanChannel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// The radio to use ("phy1"); unset: the first one found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radio: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum WlanChannel {
+    Number(i64),
+    Name(String),
+}
+
+impl Default for Wlan {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ssid: None,
+            passphrase: None,
+            channel: None,
+            country: None,
+            radio: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -317,6 +365,7 @@ impl Default for Config {
             ui: Ui::default(),
             traffic: Traffic::default(),
             capture: Capture::default(),
+            wlan: Wlan::default(),
         }
     }
 }
@@ -358,6 +407,7 @@ impl Default for Lan {
             interface: "br-lan".into(),
             address: Ipv4Addr::new(192, 168, 1, 1),
             prefix_len: 24,
+            ports: Vec::new(),
         }
     }
 }
@@ -367,6 +417,7 @@ impl Default for Wan {
         Self {
             interface: "wan".into(),
             mode: "dhcp".into(),
+            port: None,
         }
     }
 }
@@ -695,6 +746,7 @@ fn validate(cfg: &Config) -> Result<(), String> {
     if !(8..=30).contains(&lan.prefix_len) {
         return Err(format!("lan.prefix_len {} must be 8..=30", lan.prefix_len));
     }
+    validate_ports(cfg)?;
     let d = &cfg.dhcp;
     if u32::from(d.range_start) > u32::from(d.range_end) {
         return Err("dhcp.range_start is after dhcp.range_end".into());
@@ -736,6 +788,41 @@ fn validate(cfg: &Config) -> Result<(), String> {
 
 /// Most forwards a config may hold.
 pub const MAX_FORWARDS: usize = 256;
+
+/// `[wan] port` and `[lan] ports` name ports as init reads them: a kernel name or a MAC.
+fn validate_ports(cfg: &Config) -> Result<(), String> {
+    let ok = |p: &str| {
+        let mac = p.split(':').count() == 6
+            && p.split(':')
+                .all(|b| b.len() == 2 && u8::from_str_radix(b, 16).is_ok());
+        let name = !p.is_empty()
+            && p.len() <= 15
+            && p.bytes()
+                .all(|c| c.is_ascii_graphic() && c != b'/' && c != b':');
+        mac || name
+    };
+    if let Some(p) = &cfg.wan.port {
+        if !ok(p) {
+            return Err(format!(
+                "wan.port {p:?} is not a port name (\"eth0\") or a MAC"
+            ));
+        }
+        if cfg.lan.ports.iter().any(|l| l.eq_ignore_ascii_case(p)) {
+            return Err(format!("wan.port {p:?} is also in lan.ports"));
+        }
+    }
+    for (i, p) in cfg.lan.ports.iter().enumerate() {
+        if !ok(p) {
+            return Err(format!(
+                "lan.ports: {p:?} is not a port name (\"eth1\") or a MAC"
+            ));
+        }
+        if cfg.lan.ports[..i].iter().any(|q| q.eq_ignore_ascii_case(p)) {
+            return Err(format!("lan.ports: {p:?} is listed twice"));
+        }
+    }
+    Ok(())
+}
 
 fn validate_forwards(fwds: &[Forward], lan: &Lan) -> Result<(), String> {
     if fwds.len() > MAX_FORWARDS {
@@ -990,6 +1077,46 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert!(e.message.contains(what), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn port_choice() {
+        let c = Config::default();
+        assert_eq!((c.wan.port, c.lan.ports.len()), (None, 0));
+        let c = parse("[wan]\nport = \"eth1\"\n[lan]\nports = [\"eth0\", \"52:54:00:6A:01:03\"]\n")
+            .unwrap();
+        assert_eq!(c.wan.port.as_deref(), Some("eth1"));
+        assert_eq!(c.lan.ports, ["eth0", "52:54:00:6A:01:03"]);
+        for (text, what) in [
+            ("[wan]\nport = \"\"\n", "wan.port"),
+            ("[wan]\nport = \"a/b\"\n", "wan.port"),
+            ("[wan]\nport = \"enp0s20f0u1u2u3u4\"\n", "wan.port"),
+            (
+                "[wan]\nport = \"eth0\"\n[lan]\nports = [\"eth0\"]\n",
+                "also in lan.ports",
+            ),
+            ("[lan]\nports = [\"eth1\", \"eth1\"]\n", "twice"),
+            ("[lan]\nports = [\"52:54:00\"]\n", "lan.ports"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(what), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn wlan_section_is_accepted_whatever_its_values() {
+        let c = parse("[wlan]\nssid = \"Home\"\npassphrase = \"short\"\nchannel = \"auto\"\ncountry = \"de\"\nradio = \"phy1\"\n")
+            .unwrap();
+        assert_eq!(c.wlan.ssid.as_deref(), Some("Home"));
+        assert_eq!(c.wlan.channel, Some(WlanChannel::Name("auto".into())));
+        let c = parse("[wlan]\nenabled = false\nchannel = 6\n").unwrap();
+        assert_eq!(
+            (c.wlan.enabled, c.wlan.channel.clone()),
+            (false, Some(WlanChannel::Number(6)))
+        );
+        let again: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        assert!(parse("[wlan]\npasword = \"x\"\n").is_err());
     }
 
     #[test]

@@ -124,6 +124,7 @@ async fn serve(args: Args, loaded: config::Loaded) {
             update::Paths::new(args.config.clone(), &args.data_dir),
             Arc::new(update::request_reboot),
         )),
+        log_socket: Arc::from(log_socket::SOCKET),
     };
     let mut tasks = tokio::task::JoinSet::new();
     // SIGHUP re-applies the config file's port forwards. Registered before anything else runs:
@@ -137,7 +138,18 @@ async fn serve(args: Args, loaded: config::Loaded) {
         shared.nat.clone(),
     ));
     if !args.no_wan_client {
-        tasks.spawn(wan::udhcpc::run(ctx.clone(), wan_tx));
+        // The cable watch restarts the DHCP client when the WAN's carrier comes back.
+        let restart = Arc::new(tokio::sync::Notify::new());
+        let link = wan::link::run(
+            config.wan.interface.clone(),
+            wan_tx.clone(),
+            restart.clone(),
+        );
+        tasks.spawn(async move {
+            link.await;
+            Ok(())
+        });
+        tasks.spawn(wan::udhcpc::run(ctx.clone(), wan_tx, restart));
     } else {
         // Keep the sender alive so receivers never see a closed channel.
         tasks.spawn(async move {

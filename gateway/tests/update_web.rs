@@ -73,7 +73,7 @@ async fn start(tag: &str, reserve: Option<u64>) -> Server {
         .build()
         .unwrap();
     let base = format!("http://{addr}");
-    let (cookie, csrf) = log_in(&http, &base).await;
+    let (cookie, csrf) = common::log_in(&http, &base, PASSWORD).await;
     Server {
         base,
         dir,
@@ -84,45 +84,6 @@ async fn start(tag: &str, reserve: Option<u64>) -> Server {
         cookie,
         csrf,
     }
-}
-
-fn cookie_of(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            let (kv, _) = c.split_once(';')?;
-            let (k, v) = kv.split_once('=')?;
-            (k == name).then(|| v.to_string())
-        })
-}
-
-/// The login form, as a browser fills it in; returns the session cookie and CSRF token.
-async fn log_in(http: &reqwest::Client, base: &str) -> (String, String) {
-    let form = http.get(format!("{base}/login")).send().await.unwrap();
-    let pre = cookie_of(&form, "gh_pre").expect("pre-session cookie");
-    let r = http
-        .post(format!("{base}/login"))
-        .header(header::COOKIE, format!("gh_pre={pre}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf={pre}&password={PASSWORD}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let cookie = format!("gh_session={}", cookie_of(&r, "gh_session").unwrap());
-    let text = http
-        .get(format!("{base}/api/session"))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let s: Value = serde_json::from_str(&text).unwrap();
-    (cookie, s["csrf"].as_str().unwrap().to_string())
 }
 
 /// A deterministic byte stream standing in for a bundle's payload.

@@ -1,24 +1,46 @@
 //! gatehouse-init: PID 1 of the Gatehouse appliance.
 //!
-//! Boot sequence: mounts -> modules -> sysctls -> data partition -> hostname
-//! -> network -> services. Then a loop that reaps children, restarts services
-//! and turns signals into shutdown (procd's mapping: SIGTERM and Ctrl-Alt-Del
-//! reboot, SIGUSR1/SIGUSR2 power off).
+//! Boot sequence: mounts -> modules -> sysctls -> data partition -> clock and
+//! entropy -> hostname -> network -> services (from services.toml) -> watchdog.
+//! Then a loop that pets the watchdog, reaps children, drives the supervisor
+//! and turns signals into actions (procd's mapping: SIGTERM and Ctrl-Alt-Del
+//! reboot, SIGUSR1/SIGUSR2 power off; SIGHUP reloads the service table).
 
 use init::health::{self, Observed, Verdict};
-use init::supervise::{self, Service, Spec, State};
+use init::logring::{self, Rings};
+use init::process::{self, Procs};
+use init::services;
+use init::supervise::{self, Service, Supervisor};
 use init::update_record::{self, BootKind, Last, Store};
+use init::watchdog::{self, Watchdog};
 use init::{
-    bootslot, data, lan_probe, log, modules, mounts, net, rauc, settings, shutdown, sysctl,
+    bootslot, clock, data, lan_probe, log, modules, mounts, net, rauc, settings, shutdown, sysctl,
+    wlan,
 };
 
 use nix::sys::reboot::RebootMode;
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+const CONSOLE_PROGRAM: &str = "/usr/sbin/gatehouse-console";
+
+/// Used when the image's services.toml is unreadable: enough to serve the
+/// LAN and to get in over the console.
+const FALLBACK_SERVICES: &str = r#"
+[[service]]
+name = "gatewayd"
+command = ["/usr/sbin/gatewayd"]
+failsafe_command = ["/usr/sbin/gatewayd", "--no-config"]
+[[service]]
+name = "console"
+command = ["/usr/sbin/gatehouse-console"]
+tty = "console"
+crash_limit = 0
+"#;
+
 /// One named step of the boot timeline, in seconds since the kernel started.
-struct Step(&'static str, f64);
+struct Step(String, f64);
 
 fn write_timeline(steps: &[Step]) {
     let body: Vec<String> = steps
@@ -37,6 +59,10 @@ fn write_timeline(steps: &[Step]) {
     log!("boot timeline: {}", line.join(" "));
 }
 
+fn step(steps: &mut Vec<Step>, name: &str) {
+    steps.push(Step(name.to_string(), log::since_boot()));
+}
+
 fn console_tty() -> String {
     // The last console= on the command line is /dev/console; prefer a real tty
     // so the shell gets job control.
@@ -46,12 +72,20 @@ fn console_tty() -> String {
         .unwrap_or_else(|| "/dev/console".into())
 }
 
+fn load_services(failsafe: bool) -> Vec<services::Spec> {
+    let (specs, errors) = services::load(failsafe, FALLBACK_SERVICES);
+    for e in errors {
+        log!("services: {e}");
+    }
+    specs
+}
+
 fn main() {
     if std::process::id() != 1 {
         eprintln!("gatehouse-init must run as PID 1");
         std::process::exit(1);
     }
-    let mut steps = vec![Step("kernel", log::since_boot())];
+    let steps = vec![Step("kernel".into(), log::since_boot())];
     // The kernel starts init with an almost empty environment; services inherit this.
     std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     let mut sigs = SigSet::empty();
@@ -70,34 +104,127 @@ fn main() {
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
     mounts::early();
+    let rings = Arc::new(Rings::new(logring::RING_BYTES));
+    log::set_rings(rings.clone());
     log!("Gatehouse init {} starting", env!("CARGO_PKG_VERSION"));
-    modules::load_fixed_list();
-    modules::coldplug();
-    steps.push(Step("modules", log::since_boot()));
-    sysctl::apply(sysctl::ROUTER);
+    if let Err(e) = logring::serve(rings.clone(), logring::SOCKET) {
+        log!("log socket {}: {e}", logring::SOCKET);
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    // PID 1 must not exit: a panic (already printed by the default hook)
+    // ends in the recovery console, or in a fallback reboot on a trial boot.
+    let terminals = process::Terminals::default();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        boot_and_run(&sigs, rings.clone(), terminals.clone(), &cmdline, steps)
+    }));
+    if let Err(e) = run {
+        let msg = e
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| e.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown");
+        rescue(&sigs, rings, terminals, &cmdline, msg);
+    }
+}
+
+/// After a fatal error: a trial boot reboots at once so the bootloader falls
+/// back; otherwise running services are left alone (the LAN keeps working)
+/// and only the recovery console is supervised, with the watchdog still fed.
+fn rescue(
+    sigs: &SigSet,
+    rings: Arc<Rings>,
+    terminals: process::Terminals,
+    cmdline: &str,
+    why: &str,
+) -> ! {
+    log!("init: fatal error: {why}");
+    let slot = bootslot::booted_slot(cmdline);
+    let store = Store::new(update_record::DIR);
+    process::kill_terminals(&terminals, CONSOLE_PROGRAM);
+    let mut host = Procs::new(rings, console_tty(), false, terminals);
+    let mut wd = watchdog::timeout_from_cmdline(cmdline).and_then(Watchdog::open);
+    let trial = slot.as_ref().is_some_and(|b| {
+        matches!(
+            update_record::classify(store.pending(), store.last().as_ref(), b),
+            BootKind::Trial(_)
+        )
+    });
+    let console: Vec<_> = services::parse(FALLBACK_SERVICES, "built-in services")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.tty.is_some())
+        .collect();
+    let mut sup = Supervisor::new(console);
+    if trial {
+        log!("init: this is a trial boot; rebooting so the bootloader falls back");
+        if let Some(b) = &slot {
+            rauc::mark_booted_bad(b);
+        }
+        shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT);
+    }
+    log!("init: only the recovery console is supervised now; reboot from its menu");
+    loop {
+        if let Some(w) = wd.as_mut() {
+            w.pet();
+        }
+        match wait_signal(sigs, Duration::from_millis(500)) {
+            Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
+                shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT)
+            }
+            Some(Signal::SIGUSR1) | Some(Signal::SIGUSR2) => {
+                shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_POWER_OFF)
+            }
+            _ => {}
+        }
+        process::reap(&mut sup, &mut host);
+        sup.tick(Instant::now(), &mut host);
+    }
+}
+
+/// The boot sequence, then the supervision loop; never returns.
+fn boot_and_run(
+    sigs: &SigSet,
+    rings: Arc<Rings>,
+    terminals: process::Terminals,
+    cmdline: &str,
+    mut steps: Vec<Step>,
+) {
+    // Modules load while /data is checked and mounted: both are slow, and
+    // neither needs the other (a filesystem module the mount needs first is
+    // loaded on demand by the kernel). The network needs both.
+    let loading = std::thread::spawn(|| {
+        modules::load_fixed_list();
+        modules::coldplug();
+        log::since_boot()
+    });
     data::mount_data();
     data::link_partlabels();
     if let Err(e) = bootslot::mount_esp() {
         log!("bootslot: {e}");
     }
+    clock::at_boot();
     machine_id();
+    step(&mut steps, "mounts");
+    let t = loading.join().unwrap_or_else(|_| log::since_boot());
+    steps.push(Step("modules".into(), t));
     // Big temporary files (RAUC's downloads of bundles given as a URL) go to the
-    // data partition, not RAM. Every service inherits this.
+    // data partition, not RAM. Every service inherits this. (Set once the
+    // module thread is done: the environment is not for changing under threads.)
     let tmp = format!("{}/tmp", update_record::DIR);
     let _ = std::fs::remove_dir_all(&tmp);
     if std::fs::create_dir_all(&tmp).is_ok() {
         std::env::set_var("TMPDIR", &tmp);
     }
-    steps.push(Step("mounts", log::since_boot()));
+    // After the modules: conntrack's settings exist once nf_conntrack is loaded.
+    sysctl::apply(sysctl::ROUTER);
     let settings = settings::load();
     if let Err(e) = nix::unistd::sethostname(&settings.hostname) {
         log!("hostname: {e}");
     }
     net::bring_up(&settings);
-    steps.push(Step("network", log::since_boot()));
+    step(&mut steps, "network");
 
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let booted = bootslot::booted_slot(&cmdline);
+    let booted = bootslot::booted_slot(cmdline);
     let store = Store::new(update_record::DIR);
     let kind = match &booted {
         Some(b) => update_record::classify(store.pending(), store.last().as_ref(), b),
@@ -107,7 +234,7 @@ fn main() {
         kind,
         slot: booted.unwrap_or_default(),
         store,
-        limit: health::limit_from_cmdline(&cmdline),
+        limit: health::limit_from_cmdline(cmdline),
         lan: settings.lan_address,
         observed: Observed::default(),
         probe: None,
@@ -118,76 +245,69 @@ fn main() {
     gate.announce();
 
     let _ = std::fs::create_dir_all("/run/dbus");
-    let mut services = vec![
-        Service::new(Spec {
-            name: "dbus".into(),
-            program: "/usr/bin/dbus-daemon".into(),
-            args: vec![
-                "--system".into(),
-                "--nofork".into(),
-                "--nopidfile".into(),
-                "--nosyslog".into(),
-            ],
-            tty: None,
-            after: None,
-        }),
-        Service::new(Spec {
-            name: "rauc".into(),
-            program: "/usr/bin/rauc".into(),
-            args: vec!["service".into()],
-            tty: None,
-            after: Some("/run/dbus/system_bus_socket".into()),
-        }),
-        Service::new(Spec {
-            name: "gatewayd".into(),
-            program: "/usr/sbin/gatewayd".into(),
-            args: if settings.failsafe {
-                vec!["--no-config".into()]
-            } else {
-                vec![]
-            },
-            tty: None,
-            after: None,
-        }),
-        Service::new(Spec {
-            name: "console".into(),
-            program: "/usr/sbin/gatehouse-console".into(),
-            args: vec![],
-            tty: Some(console_tty()),
-            after: None,
-        }),
-    ];
-    for svc in services.iter_mut() {
-        svc.poll_start(Instant::now());
-    }
-    steps.push(Step("services", log::since_boot()));
+    let wlan_cfg = wlan::load(settings.failsafe);
+    let mut wlan_state = wlan::WlanState::default();
+    wlan::poll(&wlan_cfg, &mut wlan_state);
+    let mut host = Procs::new(rings, console_tty(), settings.failsafe, terminals);
+    let mut sup = Supervisor::new(load_services(settings.failsafe));
+    sup.tick(Instant::now(), &mut host);
+    step(&mut steps, "services");
     write_timeline(&steps);
+    let mut wd = watchdog::timeout_from_cmdline(cmdline).and_then(Watchdog::open);
+    // A fault-injection knob for the QEMU test of the fatal-error path.
+    let inject_panic = cmdline
+        .split_whitespace()
+        .any(|w| w == "gatehouse.inject=panic");
 
     loop {
-        if let Some(mode) = gate.step(&services) {
-            steps.push(Step("health-failed", log::since_boot()));
+        if inject_panic && gate.done {
+            panic!("gatehouse.inject=panic on the kernel command line");
+        }
+        if let Some(w) = wd.as_mut() {
+            w.pet();
+        }
+        if let Some(mode) = gate.step(&sup.services) {
+            step(&mut steps, "health-failed");
             write_timeline(&steps);
-            shutdown::run(&mut services, mode);
+            shutdown::run(&mut sup, &mut host, &mut wd, mode);
+        }
+        let mut changed = false;
+        // Services that become ready during boot are milestones of it.
+        for svc in sup.services.iter().filter(|_| !gate.done) {
+            let name = format!("{}-ready", svc.spec.name);
+            if svc.first_ready.is_some() && !steps.iter().any(|s| s.0 == name) {
+                step(&mut steps, &name);
+                changed = true;
+            }
         }
         if gate.done && !steps.iter().any(|s| s.0 == "healthy") {
-            steps.push(Step("healthy", log::since_boot()));
+            step(&mut steps, "healthy");
+            changed = true;
+        }
+        if changed {
             write_timeline(&steps);
         }
-        match wait_signal(&sigs, Duration::from_millis(500)) {
+        match wait_signal(sigs, Duration::from_millis(500)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
-                shutdown::run(&mut services, RebootMode::RB_AUTOBOOT)
+                shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT)
             }
             Some(Signal::SIGUSR1) | Some(Signal::SIGUSR2) => {
-                shutdown::run(&mut services, RebootMode::RB_POWER_OFF)
+                shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_POWER_OFF)
+            }
+            Some(Signal::SIGHUP) => {
+                log!("services: reloading the service table");
+                sup.reload(load_services(settings.failsafe), Instant::now(), &mut host);
             }
             _ => {}
         }
-        reap(&mut services);
+        process::reap(&mut sup, &mut host);
         let now = Instant::now();
-        for svc in services.iter_mut() {
-            svc.poll_start(now);
+        // Radios come and go (USB dongles); hostapd reads its file only at start.
+        if wlan::poll(&wlan_cfg, &mut wlan_state) == wlan::Change::RestartHostapd {
+            sup.restart("hostapd", now, &mut host);
         }
-        write_services(&services, now);
+        sup.tick(now, &mut host);
+        write_services(&sup.services, now);
     }
 }
 
@@ -245,10 +365,19 @@ fn running_for(services: &[Service], name: &str) -> Option<Duration> {
     services
         .iter()
         .find(|s| s.spec.name == name)
-        .and_then(|s| match s.state {
-            State::Running { since, .. } => Some(since.elapsed()),
-            State::Waiting { .. } => None,
-        })
+        .and_then(|s| s.running_for(Instant::now()))
+}
+
+/// Services a trial boot needs running: essential ones (not the optional
+/// WLAN access point), not the console menus (terminals), and not those
+/// whose condition is unmet.
+fn expected(s: &Service) -> bool {
+    s.spec.essential
+        && s.spec.tty.is_none()
+        && s.spec
+            .condition
+            .as_deref()
+            .is_none_or(|p| std::path::Path::new(p).exists())
 }
 
 impl Gate {
@@ -317,7 +446,7 @@ impl Gate {
         let o = &mut self.observed;
         o.not_running = services
             .iter()
-            .filter(|s| s.spec.tty.is_none() && s.pid().is_none())
+            .filter(|s| expected(s) && s.pid().is_none())
             .map(|s| s.spec.name.clone())
             .collect();
         // Once RAUC has answered it stays counted as ready; its process state
@@ -330,7 +459,7 @@ impl Gate {
         }
         o.crash_loop = services
             .iter()
-            .filter(|s| s.spec.tty.is_none() && s.restarts >= health::CRASH_LOOP_RESTARTS)
+            .filter(|s| expected(s) && s.restarts >= health::CRASH_LOOP_RESTARTS)
             .map(|s| (s.spec.name.clone(), s.restarts))
             .next();
         if let Some(rx) = &self.probe {
@@ -421,32 +550,4 @@ fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
     // SAFETY: sigtimedwait reads a valid sigset and timespec; info may be null.
     let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
     Signal::try_from(n).ok()
-}
-
-/// Reaps every exited child, orphans included, and notes service exits.
-fn reap(services: &mut [Service]) {
-    loop {
-        let (pid, how) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, format!("exit {code}")),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, format!("signal {sig}")),
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(_) => continue,
-        };
-        let now = Instant::now();
-        for svc in services.iter_mut() {
-            if let State::Running { pid: p, since } = svc.state {
-                if p == pid {
-                    // Helpers the service left behind (it led its own process
-                    // group) must not outlive it and run twice after the restart.
-                    let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
-                    svc.on_exit(since, now);
-                    log!(
-                        "{} (pid {pid}) ended: {how}; restart in {:?}",
-                        svc.spec.name,
-                        svc.backoff
-                    );
-                }
-            }
-        }
-    }
 }

@@ -1,5 +1,5 @@
 //! The few settings init needs from gatewayd's config file (hostname, LAN
-//! address). Unknown sections are ignored here: gatewayd owns and validates the
+//! address, which ports are WAN and LAN). Unknown sections are ignored here: gatewayd owns and validates the
 //! full file, and reports its errors. `gatehouse.failsafe` on the kernel command
 //! line makes init ignore the file entirely.
 
@@ -13,6 +13,10 @@ pub struct Settings {
     pub hostname: String,
     pub lan_address: Ipv4Addr,
     pub lan_prefix: u8,
+    /// `[wan] port`: the WAN port, by kernel name ("eth0") or MAC. None: the auto rule.
+    pub wan_port: Option<String>,
+    /// `[lan] ports`: the ports that join br-lan. Empty: every port but the WAN.
+    pub lan_ports: Vec<String>,
     /// Booted with `gatehouse.failsafe`: the config file is ignored.
     pub failsafe: bool,
 }
@@ -23,6 +27,8 @@ impl Default for Settings {
             hostname: "gatehouse".into(),
             lan_address: Ipv4Addr::new(192, 168, 1, 1),
             lan_prefix: 24,
+            wan_port: None,
+            lan_ports: Vec::new(),
             failsafe: false,
         }
     }
@@ -34,6 +40,8 @@ struct File {
     system: FileSystem,
     #[serde(default)]
     lan: FileLan,
+    #[serde(default)]
+    wan: FileWan,
 }
 
 #[derive(Deserialize, Default)]
@@ -45,6 +53,12 @@ struct FileSystem {
 struct FileLan {
     address: Option<Ipv4Addr>,
     prefix_len: Option<u8>,
+    ports: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct FileWan {
+    port: Option<String>,
 }
 
 /// Parses the config text; any error yields the defaults (gatewayd reports it).
@@ -70,6 +84,8 @@ pub fn from_text(text: &str) -> Settings {
             .prefix_len
             .filter(|p| (8..=30).contains(p))
             .unwrap_or(d.lan_prefix),
+        wan_port: f.wan.port.filter(|p| !p.trim().is_empty()),
+        lan_ports: f.lan.ports.unwrap_or_default(),
         failsafe: false,
     }
 }
@@ -104,6 +120,18 @@ mod tests {
         assert_eq!(s.hostname, "edge");
         assert_eq!(s.lan_address, Ipv4Addr::new(10, 1, 0, 1));
         assert_eq!(s.lan_prefix, 16);
+        assert_eq!(s.wan_port, None);
+        assert!(s.lan_ports.is_empty());
+    }
+
+    #[test]
+    fn reads_the_port_choice() {
+        let s = from_text(
+            "[wan]\nport = \"eth1\"\nmode = \"dhcp\"\n[lan]\nports = [\"eth0\", \"eth2\"]\n",
+        );
+        assert_eq!(s.wan_port.as_deref(), Some("eth1"));
+        assert_eq!(s.lan_ports, ["eth0", "eth2"]);
+        assert_eq!(from_text("[wan]\nport = \"\"\n").wan_port, None);
     }
 
     #[test]

@@ -1,22 +1,28 @@
-//! Orderly, bounded shutdown: services, then everything else, then the disk.
+//! Orderly, bounded shutdown: services in reverse dependency order, then
+//! everything else, then the disk, then reboot(2).
 
 use crate::log;
-use crate::supervise::{self, Service};
+use crate::supervise::{Host, Supervisor};
+use crate::watchdog::Watchdog;
 use nix::sys::reboot::RebootMode;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::time::{Duration, Instant};
 
-const SERVICE_GRACE: Duration = Duration::from_secs(5);
+/// All services together get this long, whatever their own stop timeouts say.
+const SERVICES_MAX: Duration = Duration::from_secs(15);
 const REST_GRACE: Duration = Duration::from_secs(2);
 
 /// Reaps until no child is left or the deadline passes. Returns true if none left.
-fn reap_until(deadline: Instant) -> bool {
+fn reap_until(deadline: Instant, wd: &mut Option<Watchdog>) -> bool {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {
                 if Instant::now() >= deadline {
                     return false;
+                }
+                if let Some(w) = wd {
+                    w.pet();
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -26,18 +32,37 @@ fn reap_until(deadline: Instant) -> bool {
     }
 }
 
-pub fn run(services: &mut [Service], mode: RebootMode) -> ! {
+pub fn run(
+    sup: &mut Supervisor,
+    host: &mut dyn Host,
+    wd: &mut Option<Watchdog>,
+    mode: RebootMode,
+) -> ! {
     log!("shutdown: stopping services");
-    for svc in services.iter().rev() {
-        supervise::signal(svc, Signal::SIGTERM);
+    let deadline = Instant::now() + SERVICES_MAX;
+    loop {
+        let now = Instant::now();
+        sup.stop_all(now, host);
+        crate::process::reap(sup, host);
+        if sup.all_stopped() {
+            break;
+        }
+        if now >= deadline {
+            log!("shutdown: services still running after {SERVICES_MAX:?}");
+            break;
+        }
+        if let Some(w) = wd {
+            w.pet();
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    reap_until(Instant::now() + SERVICE_GRACE);
     log!("shutdown: terminating remaining processes");
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), Signal::SIGTERM);
-    if !reap_until(Instant::now() + REST_GRACE) {
+    if !reap_until(Instant::now() + REST_GRACE, wd) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), Signal::SIGKILL);
-        reap_until(Instant::now() + REST_GRACE);
+        reap_until(Instant::now() + REST_GRACE, wd);
     }
+    crate::clock::save();
     nix::unistd::sync();
     // The ESP first: a FAT left mounted at power-off is marked dirty.
     let _ = nix::mount::umount2(crate::bootslot::ESP_MOUNT, nix::mount::MntFlags::empty());
@@ -54,8 +79,8 @@ pub fn run(services: &mut [Service], mode: RebootMode) -> ! {
     nix::unistd::sync();
     log!("shutdown: {mode:?}");
     let _ = nix::sys::reboot::reboot(mode);
-    // reboot(2) does not return on success; if it failed, there is nothing
-    // better to do than wait for the watchdog or the owner.
+    // reboot(2) does not return on success. If it failed, stop petting: the
+    // watchdog (if any) resets the machine.
     loop {
         std::thread::sleep(Duration::from_secs(60));
     }

@@ -86,8 +86,13 @@ pub fn parse_line(line: &str) -> Option<Event> {
     }
 }
 
-/// Runs udhcpc forever, restarting it with a delay if it exits.
-pub async fn run(ctx: Context, tx: watch::Sender<WanStatus>) -> anyhow::Result<()> {
+/// Runs udhcpc forever, restarting it with a delay if it exits, and at once
+/// when `restart` is notified (the WAN cable came back).
+pub async fn run(
+    ctx: Context,
+    tx: watch::Sender<WanStatus>,
+    restart: std::sync::Arc<tokio::sync::Notify>,
+) -> anyhow::Result<()> {
     let hook = ctx.run_dir.join("udhcpc-hook");
     write_hook(&hook)?;
     let iface = ctx.config.wan.interface.clone();
@@ -111,7 +116,22 @@ pub async fn run(ctx: Context, tx: watch::Sender<WanStatus>) -> anyhow::Result<(
         };
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let mut restarting = false;
+        loop {
+            let line = tokio::select! {
+                l = lines.next_line() => match l {
+                    Ok(Some(line)) => line,
+                    _ => break,
+                },
+                _ = restart.notified() => {
+                    // A fresh client: DISCOVER now, not a renew with the old server.
+                    let _ = child.kill().await;
+                    eprintln!("wan: restarting udhcpc on {iface}");
+                    forget_lease(&tx);
+                    restarting = true;
+                    break;
+                }
+            };
             match parse_line(&line) {
                 Some(Event::Bound {
                     ip,
@@ -142,9 +162,24 @@ pub async fn run(ctx: Context, tx: watch::Sender<WanStatus>) -> anyhow::Result<(
             }
         }
         let status = child.wait().await;
+        if restarting {
+            continue;
+        }
         eprintln!("wan: udhcpc exited ({status:?}); restarting in 2 s");
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = restart.notified() => {}
+        }
     }
+}
+
+/// The old lease is of no use on a new link: no address until the new one.
+fn forget_lease(tx: &watch::Sender<WanStatus>) {
+    tx.send_modify(|s| {
+        s.address = None;
+        s.gateway = None;
+        s.since = None;
+    });
 }
 
 fn write_hook(path: &std::path::Path) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! firewall's input chain additionally drops anything arriving on the WAN port.
 
 pub mod auth;
+pub mod logs;
 pub mod session;
 pub(crate) mod status;
 pub mod traffic;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub traffic: Arc<crate::traffic::Traffic>,
     pub auth: Arc<session::Auth>,
     pub update: Arc<crate::update::Update>,
+    /// init's log socket (log_socket::SOCKET; tests use their own).
+    pub log_socket: Arc<str>,
 }
 
 #[derive(Clone)]
@@ -58,6 +61,8 @@ pub fn router(state: AppState) -> Router {
             "/api/capture/{mac}",
             get(traffic::capture_download).post(traffic::capture_toggle),
         )
+        .route("/logs", get(logs::page))
+        .route("/api/logs", get(logs::json))
         .route("/update", get(update::page))
         .route("/api/update", get(update::json))
         // Bundles are streamed to disk, bounded by the store (size cap, free space), not

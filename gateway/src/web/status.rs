@@ -145,10 +145,7 @@ pub async fn page(
         uptime: format_duration(s.uptime_secs),
         config_error: s.config_error,
         wan_interface: s.wan.interface.clone(),
-        wan_address: match s.wan.address {
-            Some(a) => format!("{a}/{}", s.wan.prefix_len),
-            None => "no address".into(),
-        },
+        wan_address: s.wan.describe(),
         lan_interface: state.ctx.config.lan.interface.clone(),
         lan_address: s.lan_address,
         nat_mappings: s.nat.mappings,

@@ -13,6 +13,8 @@ use gateway::update::fake::FakeInstaller;
 use gateway::update::{Paths, Update};
 use gateway::web::session::Auth;
 use gateway::web::{router, AppState, Shared};
+use reqwest::header;
+use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +39,7 @@ pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Tra
         traffic: traffic.clone(),
         auth,
         update,
+        log_socket: Arc::from(dir.join("log.sock").to_str().unwrap()),
     };
     (router(AppState { ctx, shared }), traffic)
 }
@@ -48,4 +51,43 @@ pub fn idle_update(dir: &Path) -> Arc<Update> {
         Paths::new(dir.join("gatehouse.toml"), dir),
         Arc::new(|| Err("no reboots in tests".into())),
     ))
+}
+
+pub fn cookie_of(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            let (kv, _) = c.split_once(';')?;
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+}
+
+/// The login form, as a browser fills it in; returns the session cookie and CSRF token.
+pub async fn log_in(http: &reqwest::Client, base: &str, password: &str) -> (String, String) {
+    let form = http.get(format!("{base}/login")).send().await.unwrap();
+    let pre = cookie_of(&form, "gh_pre").expect("pre-session cookie");
+    let r = http
+        .post(format!("{base}/login"))
+        .header(header::COOKIE, format!("gh_pre={pre}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf={pre}&password={password}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = format!("gh_session={}", cookie_of(&r, "gh_session").unwrap());
+    let text = http
+        .get(format!("{base}/api/session"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let s: Value = serde_json::from_str(&text).unwrap();
+    (cookie, s["csrf"].as_str().unwrap().to_string())
 }

@@ -70,6 +70,9 @@ fn status() {
     }
     say("addresses:\n");
     say(&output("/bin/ip", &["-4", "-o", "addr", "show"]));
+    if let Ok(wlan) = std::fs::read_to_string(init::wlan::STATUS_FILE) {
+        say(&format!("wlan: {wlan}"));
+    }
     say("services:\n");
     say(&std::fs::read_to_string("/run/gatehouse/services").unwrap_or_default());
 }
@@ -128,8 +131,11 @@ fn reset_network() {
     match result {
         Ok(()) => {
             log::line("console", "network settings reset to defaults");
+            // The next boot chooses the WAN port afresh (e.g. after re-cabling).
+            let _ = std::fs::remove_file(init::net::MEMORY);
             say(&format!(
-                "Network settings reset (old file kept as {backup}). Restarting gatewayd.\n"
+                "Network settings reset (old file kept as {backup}); the WAN port is chosen \
+                 afresh at the next boot. Restarting gatewayd.\n"
             ));
             // init restarts it with the new file.
             let _ = Command::new("/bin/killall").arg("gatewayd").status();
@@ -139,8 +145,73 @@ fn reset_network() {
 }
 
 fn show_logs() {
-    let log = init::log::LOG_FILE;
-    say(&output("/bin/tail", &["-n", "60", log]));
+    if logread(&["-n".into(), "60".into()]) != 0 {
+        say(&output("/bin/tail", &["-n", "60", init::log::LOG_FILE]));
+    }
+}
+
+const LOGREAD_USAGE: &str = "usage: logs [-f] [-n LINES] [SERVICE]\n\
+    Prints the log rings PID 1 keeps (init's and each service's), oldest first;\n\
+    -f keeps following. Sources: init and the names in /etc/gatehouse/services.toml.\n";
+
+/// `logs` (logread-like): the log rings, read through init's socket.
+fn logread(args: &[String]) -> i32 {
+    let mut req = init::logring::Request {
+        follow: false,
+        lines: 1000,
+        source: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-f" => req.follow = true,
+            "-n" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) => req.lines = n,
+                None => {
+                    eprint!("{LOGREAD_USAGE}");
+                    return 2;
+                }
+            },
+            s if !s.starts_with('-') && req.source.is_none() => req.source = Some(s.to_string()),
+            _ => {
+                eprint!("{LOGREAD_USAGE}");
+                return 2;
+            }
+        }
+    }
+    let res = init::logring::read(init::logring::SOCKET, &req, |line| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+    });
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("logs: {}: {e}", init::logring::SOCKET);
+            1
+        }
+    }
+}
+
+/// `freeze-init`: stops PID 1 the way a debugger would, to prove that the
+/// hardware watchdog resets a wedged init. The kernel drops SIGSTOP sent to
+/// PID 1, so this holds it in a ptrace stop instead, for as long as this
+/// process lives.
+fn freeze_init() -> i32 {
+    use nix::sys::ptrace;
+    let init = nix::unistd::Pid::from_raw(1);
+    if let Err(e) =
+        ptrace::seize(init, ptrace::Options::empty()).and_then(|_| ptrace::interrupt(init))
+    {
+        eprintln!("freeze-init: {e}");
+        return 1;
+    }
+    log::line(
+        "console",
+        "init frozen (ptrace stop); the watchdog should reset the machine",
+    );
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
 }
 
 fn shell() {
@@ -318,8 +389,15 @@ fn signal_init(sig: nix::sys::signal::Signal) {
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("rauc-post-install") {
-        std::process::exit(rauc_post_install());
+    let args: Vec<String> = std::env::args().collect();
+    if args[0].rsplit('/').next() == Some("logs") {
+        std::process::exit(logread(&args[1..]));
+    }
+    match args.get(1).map(String::as_str) {
+        Some("rauc-post-install") => std::process::exit(rauc_post_install()),
+        Some("logs") => std::process::exit(logread(&args[2..])),
+        Some("freeze-init") => std::process::exit(freeze_init()),
+        _ => {}
     }
     let title = format!(
         "Gatehouse recovery console (version {}, slot {})",

@@ -1,0 +1,241 @@
+//! The supervisor's real host: forks services, wires their output into the
+//! log rings, and runs the readiness checks.
+
+use crate::logring::Rings;
+use crate::services::{Ready, Spec};
+use crate::supervise::Host;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The descriptor a `ready = "notify"` service writes its readiness line to
+/// (also named in $NOTIFY_FD).
+pub const NOTIFY_FD: i32 = 3;
+
+pub struct Procs {
+    pub rings: Arc<Rings>,
+    /// The active system console, for `tty = "console"`.
+    pub console: String,
+    /// Booted with gatehouse.failsafe: services run their failsafe_command.
+    pub failsafe: bool,
+    /// Read ends of the notify pipes of services not yet ready.
+    notify: HashMap<String, OwnedFd>,
+    /// Pids of the terminal services (the console menus) ever started,
+    /// shared with main: after a fatal error, init's rescue loop replaces them.
+    pub terminals: Terminals,
+}
+
+pub type Terminals = Arc<std::sync::Mutex<Vec<Pid>>>;
+
+/// Kills the terminal services still running (their whole process groups),
+/// so that a new console menu owns the terminal alone.
+pub fn kill_terminals(t: &Terminals, program: &str) {
+    for pid in t.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        // A pid reaped long ago may have been reused: check what runs there.
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmd.starts_with(program.as_bytes()) {
+            let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Procs {
+    pub fn new(rings: Arc<Rings>, console: String, failsafe: bool, terminals: Terminals) -> Self {
+        Self {
+            rings,
+            console,
+            failsafe,
+            notify: HashMap::new(),
+            terminals,
+        }
+    }
+}
+
+fn capture(rings: Arc<Rings>, name: String, echo: bool, stream: impl Read + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            crate::log::service_line(&rings, &name, &line, echo);
+        }
+    });
+}
+
+impl Host for Procs {
+    fn spawn(&mut self, spec: &Spec) -> std::io::Result<Pid> {
+        let mut cmd = Command::new(&spec.program);
+        match (&spec.failsafe_args, self.failsafe) {
+            (Some(a), true) => cmd.args(a),
+            _ => cmd.args(&spec.args),
+        };
+        cmd.envs(&spec.env);
+        if let Some(u) = &spec.user {
+            let user = nix::unistd::User::from_name(u)
+                .map_err(std::io::Error::from)?
+                .ok_or_else(|| std::io::Error::other(format!("no user {u}")))?;
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+            cmd.env("HOME", &user.dir).env("USER", u);
+        }
+        let notify_w = if spec.ready == Ready::Notify {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            nix::fcntl::fcntl(
+                &r,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+            self.notify.insert(spec.name.clone(), r);
+            cmd.env("NOTIFY_FD", NOTIFY_FD.to_string());
+            Some(w)
+        } else {
+            None
+        };
+        let wfd = notify_w.as_ref().map(|w| w.as_raw_fd());
+        let tty = spec.tty.is_some();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // PID 1 blocks the signals it waits on; children must not inherit that.
+                SigSet::empty()
+                    .thread_set_mask()
+                    .map_err(std::io::Error::from)?;
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if tty && libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(w) = wfd {
+                    // dup2 leaves the new descriptor without FD_CLOEXEC.
+                    if libc::dup2(w, NOTIFY_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        if let Some(t) = &spec.tty {
+            let path = if t == "console" { &self.console } else { t };
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)?;
+            cmd.stdin(f.try_clone()?).stdout(f.try_clone()?).stderr(f);
+        } else {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn()?;
+        drop(notify_w);
+        let pid = Pid::from_raw(child.id() as i32);
+        if spec.tty.is_some() {
+            let mut t = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+            t.retain(|p| nix::sys::signal::kill(*p, None).is_ok());
+            t.push(pid);
+        }
+        if let Some(out) = child.stdout.take() {
+            capture(self.rings.clone(), spec.name.clone(), spec.console_log, out);
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(self.rings.clone(), spec.name.clone(), spec.console_log, err);
+        }
+        // The Child handle is dropped without wait(): PID 1 reaps every child itself.
+        Ok(pid)
+    }
+
+    fn signal(&mut self, pid: Pid, sig: Signal) {
+        // The whole process group: services lead their own (setsid).
+        let _ = nix::sys::signal::killpg(pid, sig);
+    }
+
+    fn is_ready(&mut self, spec: &Spec, _pid: Pid) -> bool {
+        match &spec.ready {
+            Ready::Started => true,
+            Ready::Notify => {
+                let Some(fd) = self.notify.get(&spec.name) else {
+                    return false;
+                };
+                let mut buf = [0u8; 64];
+                let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
+                if n > 0 {
+                    self.notify.remove(&spec.name);
+                }
+                n > 0
+            }
+            Ready::Tcp(addr) => {
+                std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
+            }
+            Ready::Udp(port) => udp_bound(*port),
+            Ready::Path(p) => std::path::Path::new(p).exists(),
+        }
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        std::path::Path::new(path).exists()
+    }
+
+    fn jitter(&mut self) -> f64 {
+        let mut b = [0u8; 4];
+        // SAFETY: getrandom writes at most b.len() bytes into b.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
+        if n != b.len() as isize {
+            return 0.5;
+        }
+        u32::from_le_bytes(b) as f64 / (u32::MAX as f64 + 1.0)
+    }
+
+    fn log(&mut self, msg: &str) {
+        crate::log::line("init", msg);
+    }
+}
+
+/// Reaps every exited child, orphans included (PID 1 inherits them), and
+/// tells the supervisor about its services' exits.
+pub fn reap(sup: &mut crate::supervise::Supervisor, host: &mut dyn Host) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        let (pid, how) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, format!("exit {code}")),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, format!("signal {sig}")),
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => continue,
+        };
+        sup.exited(pid, &how, std::time::Instant::now(), host);
+    }
+}
+
+/// Whether any socket is bound to UDP `port` (IPv4 or IPv6).
+pub fn udp_bound(port: u16) -> bool {
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .any(|t| udp_table_has(&t, port))
+}
+
+/// /proc/net/udp lines look like `  0: 0100007F:0035 00000000:0000 07 ...`.
+pub fn udp_table_has(table: &str, port: u16) -> bool {
+    let want = format!("{port:04X}");
+    table.lines().skip(1).any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .and_then(|local| local.rsplit(':').next())
+            .is_some_and(|p| p == want)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_bound_udp_port() {
+        let t = "  sl  local_address rem_address   st\n   \
+                 0: 0101A8C0:0043 00000000:0000 07 00000000:00000000\n   \
+                 1: 00000000:0035 00000000:0000 07 00000000:00000000\n";
+        assert!(udp_table_has(t, 53));
+        assert!(udp_table_has(t, 67));
+        assert!(!udp_table_has(t, 123));
+        assert!(!udp_table_has(t, 0x0101), "the address is not the port");
+    }
+}

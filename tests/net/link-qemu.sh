@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# WAN port choice and WAN cable changes, in QEMU, in the e2e lab (WAN segment:
+# dnsmasq; LAN segment: clients only).
+#
+#   tests/net/link-qemu.sh IMAGE
+#
+# 1. fresh disk, WAN segment on the first NIC: init probes, picks eth0 (DHCP
+#    offer), says so on the console; the cable is pulled (QEMU set_link) and
+#    /api/status shows no carrier; plugged back, the WAN gets a lease again.
+# 2. the same disk again: the remembered choice, no probe.
+# 3. fresh disk, cabling swapped (LAN segment on the first NIC): the auto rule
+#    still picks the port with the DHCP server, eth1.
+# Prints the probe times and "N passed, N failed".
+set -euo pipefail
+IMAGE=$(realpath "${1:?usage: link-qemu.sh IMAGE}")
+HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
+LAB=ghl
+. "$HERE/qemu-common"
+. "$HERE/lab"
+. "$HERE/qemu-lab"
+UI=http://192.168.1.1
+JAR=$LAB_DIR/cookies
+WAN_MAC=52:54:00:6a:01:01
+FIGURES=()
+now() { python3 -c 'import time; print("%.1f" % time.time())'; }
+since() { python3 -c "print('%.1f' % ($(now) - $1))"; }
+
+monitor() { echo "$1" | socat - "UNIX-CONNECT:$LAB_DIR/monitor.sock" >/dev/null 2>&1; }
+status() { ui_get "$LAB-lan1" $UI "$JAR" /api/status 2>/dev/null; }
+# status_is JQ-FILTER LIMIT: polls /api/status until the filter holds.
+status_is() {
+    local t=0
+    while ! status | jq -e "$1" >/dev/null 2>&1; do
+        sleep 0.5
+        t=$((t + 1))
+        [ $t -lt $(($2 * 2)) ] || return 1
+    done
+}
+wan_acks() { grep -c "DHCPACK(eth0) [0-9.]* $WAN_MAC" "$LAB_DIR/dnsmasq.log" || true; }
+# The guest's seconds since boot on the first console line matching $1.
+guest_at() { sed -n "s/^ *[0-9.]* \[ *\([0-9.]*\)\] .*$1.*/\1/p" "$SERIAL" | head -1; }
+
+# up N: boots, waits for the LAN and gatewayd, gives lan1 a lease.
+up() {
+    boot_router "$1"
+    wait_serial 'net: br-lan' "$BOOT_TIMEOUT" || return 1
+    wait_serial 'gatewayd: started' 60 || return 1
+    rm -f "$LAB_DIR/lease-lan1"
+    lab_in lan1 ip addr flush dev eth0
+    lab_fenced lan1 busybox udhcpc -f -q -n -t 60 -T 1 -i eth0 -s "$(client_hook lan1)" \
+        >"$LAB_DIR/udhcpc-$1.log" 2>&1 || true
+}
+login() {
+    local try
+    rm -f "$JAR"
+    for try in 1 2 3 4; do
+        ui_login "$LAB-lan1" $UI "$JAR" >/dev/null && return 0
+        sleep 5
+    done
+    return 1
+}
+stop_router() {
+    monitor 'sendkey ctrl-alt-delete' || true
+    wait_qemu_exit 60 || { kill -9 "$QEMU_PID" 2>/dev/null || true; wait_qemu_exit 20 || true; }
+}
+
+# --- 1. auto choice on a fresh disk, then the cable ------------------------------------
+echo "=== 1. fresh disk: WAN segment on the first NIC"
+if up 1; then
+    check "the console states the rule" grep -q 'net: rule: .*first port (bus order) with a carrier and a DHCP offer' "$SERIAL"
+    check "the console shows the choice: wan = eth0 ($WAN_MAC), by its DHCP offer" \
+        grep -q "net: wan = eth0 ($WAN_MAC; carrier, DHCP offer from $WAN_NET.1), lan = eth1 -> br-lan" "$SERIAL"
+    probe=$(sed -n 's/.*net: probe took \([0-9.]*\) s.*/\1/p' "$SERIAL" | head -1)
+    FIGURES+=("boot 1 (fresh disk) probe: ${probe:-?} s; $(grep -o 'net: probe took.*' "$SERIAL" | head -1)")
+    check "the probe is bounded (${probe:-?} s <= 8 s)" python3 -c "import sys; sys.exit(0 if 0 < float('${probe:-0}') <= 8 else 1)"
+    check "the LAN client gets a lease from the router on br-lan ($(lease_ip lan1))" grep -q '^ip=192\.168\.1\.' "$LAB_DIR/lease-lan1"
+    check "the admin UI logs in from the LAN" login
+    check "the WAN gets a lease and /api/status shows the cable in" \
+        status_is ".wan.address != null and .wan.carrier == true" 60
+    wan_ip=$(status | jq -r .wan.address)
+
+    acks=$(wan_acks)
+    t0=$(now)
+    monitor 'set_link wan off'
+    if status_is '.wan.carrier == false' 10; then
+        FIGURES+=("cable out -> /api/status carrier false: $(since "$t0") s")
+        check "cable out: /api/status shows no carrier within 10 s" true
+    else
+        check "cable out: /api/status shows no carrier within 10 s" false
+    fi
+    check "cable out: gatewayd logs it" wait_serial 'wan: wan lost its carrier' 10
+    page=$(ui_get "$LAB-lan1" $UI "$JAR" / || true)
+    check "cable out: the status page says no cable" grep -q 'id="wan">wan: no cable' <<<"$page"
+
+    t0=$(now)
+    monitor 'set_link wan on'
+    check "cable in: gatewayd restarts DHCP" wait_serial 'carrier back (cable in); restarting DHCP' 10
+    t=0
+    while [ "$(wan_acks)" -le "$acks" ] && [ $t -lt 30 ]; do sleep 0.5; t=$((t + 1)); done
+    if [ "$(wan_acks)" -gt "$acks" ]; then
+        FIGURES+=("cable in -> new WAN lease (dnsmasq DHCPACK): $(since "$t0") s")
+        check "cable in: udhcpc gets a lease again within 15 s" true
+    else
+        check "cable in: udhcpc gets a lease again within 15 s" false
+    fi
+    check "cable in: /api/status shows the cable and the address ($wan_ip)" \
+        status_is ".wan.carrier == true and .wan.address == \"$wan_ip\"" 15
+else
+    check "router boots (fresh disk, normal cabling)" false
+fi
+stop_router
+
+# --- 2. the same disk: the remembered port, no probe ----------------------------------
+echo "=== 2. the same disk again"
+if up 2; then
+    check "the choice is remembered: wan = eth0, no probe" \
+        sh -c "grep -q 'net: wan = eth0 ($WAN_MAC; remembered in /data/gatehouse/wan-port)' '$SERIAL' && ! grep -q 'net: probe' '$SERIAL'"
+    a=$(guest_at 'net: rule')
+    b=$(guest_at 'net: br-lan')
+    FIGURES+=("boot 2 (remembered) network step: ${a:-?} s -> ${b:-?} s guest time")
+    check "the network step takes under 1 s (${a:-?} -> ${b:-?})" \
+        python3 -c "import sys; sys.exit(0 if float('${b:-99}') - float('${a:-0}') < 1 else 1)"
+    check "the LAN client gets a lease again" grep -q '^ip=192\.168\.1\.' "$LAB_DIR/lease-lan1"
+else
+    check "router boots again (same disk)" false
+fi
+stop_router
+
+# --- 3. swapped cabling on a fresh disk ---------------------------------------------------
+echo "=== 3. fresh disk: LAN segment on the first NIC"
+fresh_disk
+acks=$(wan_acks)
+if SWAP_NICS=1 up 3; then
+    check "the probe sees no offer on eth0 (LAN segment)" grep -q 'net: probe took .*eth0: carrier, no offer' "$SERIAL"
+    check "the auto rule picks eth1, the port with the DHCP server" \
+        grep -q "net: wan = eth1 ($WAN_MAC; carrier, DHCP offer from $WAN_NET.1), lan = eth0 -> br-lan" "$SERIAL"
+    probe=$(sed -n 's/.*net: probe took \([0-9.]*\) s.*/\1/p' "$SERIAL" | head -1)
+    FIGURES+=("boot 3 (swapped) probe: ${probe:-?} s; $(grep -o 'net: probe took.*' "$SERIAL" | head -1)")
+    check "the probe is bounded (${probe:-?} s <= 8 s)" python3 -c "import sys; sys.exit(0 if 0 < float('${probe:-0}') <= 8 else 1)"
+    check "the LAN client (on the first NIC) gets a lease from the router" grep -q '^ip=192\.168\.1\.' "$LAB_DIR/lease-lan1"
+    t=0
+    while [ "$(wan_acks)" -le "$acks" ] && [ $t -lt 120 ]; do sleep 0.5; t=$((t + 1)); done
+    check "the router's WAN (second NIC) gets a lease from upstream" test "$(wan_acks)" -gt "$acks"
+else
+    check "router boots (fresh disk, swapped cabling)" false
+fi
+stop_router
+
+echo
+echo "figures (TCG):"
+for f in "${FIGURES[@]}"; do echo "  $f"; done
+finish
