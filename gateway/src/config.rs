@@ -51,11 +51,56 @@ pub struct Lan {
 #[serde(default, deny_unknown_fields)]
 pub struct Wan {
     pub interface: String,
-    /// Only "dhcp" for now; static addressing arrives with the network-config work.
+    /// "dhcp" (busybox udhcpc) or "static" (`address`, `prefix_len`, `gateway`, `dns`).
     pub mode: String,
     /// The ethernet port init renames to `interface`, by kernel name ("eth0") or MAC.
     /// None: the automatic rule (the first port with a carrier and a DHCP offer).
     pub port: Option<String>,
+    /// mode = "static": the WAN address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    /// mode = "static": the WAN subnet's prefix length, 1..=32; default 24.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    /// mode = "static": the upstream router, inside `address`/`prefix_len`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// mode = "static": the upstream's resolvers (what DHCP would hand out); `[dns] upstreams`
+    /// still wins when set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// `[wan] prefix_len` when mode = "static" leaves it out.
+pub const WAN_STATIC_PREFIX_LEN: u8 = 24;
+
+/// The settings of `[wan] mode = "static"`, resolved (defaults applied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticWan {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+impl Wan {
+    pub fn is_static(&self) -> bool {
+        self.mode == "static"
+    }
+
+    /// The static addressing in force: Some for mode = "static" with an address and a gateway
+    /// (which validation requires), else None.
+    pub fn static_addressing(&self) -> Option<StaticWan> {
+        if !self.is_static() {
+            return None;
+        }
+        Some(StaticWan {
+            address: self.address?,
+            prefix_len: self.prefix_len.unwrap_or(WAN_STATIC_PREFIX_LEN),
+            gateway: self.gateway?,
+            dns: self.dns.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -418,6 +463,10 @@ impl Default for Wan {
             interface: "wan".into(),
             mode: "dhcp".into(),
             port: None,
+            address: None,
+            prefix_len: None,
+            gateway: None,
+            dns: Vec::new(),
         }
     }
 }
@@ -777,11 +826,87 @@ fn validate(cfg: &Config) -> Result<(), String> {
     validate_dns(&cfg.dns)?;
     validate_traffic(&cfg.traffic, &cfg.capture)?;
     validate_forwards(&cfg.nat.forwards, lan)?;
-    if cfg.wan.mode != "dhcp" {
+    validate_wan(&cfg.wan, lan)?;
+    Ok(())
+}
+
+/// `[wan]`: mode "dhcp" takes none of the static keys; mode "static" needs an address and a
+/// gateway inside its subnet, on a subnet apart from the LAN's.
+fn validate_wan(w: &Wan, lan: &Lan) -> Result<(), String> {
+    let unicast = |ip: Ipv4Addr| {
+        !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast())
+    };
+    match w.mode.as_str() {
+        "dhcp" => {
+            let set: Vec<&str> = [
+                ("wan.address", w.address.is_some()),
+                ("wan.prefix_len", w.prefix_len.is_some()),
+                ("wan.gateway", w.gateway.is_some()),
+                ("wan.dns", !w.dns.is_empty()),
+            ]
+            .into_iter()
+            .filter_map(|(k, on)| on.then_some(k))
+            .collect();
+            if !set.is_empty() {
+                return Err(format!(
+                    "{}: only for wan.mode = \"static\" (mode is \"dhcp\")",
+                    set.join(", ")
+                ));
+            }
+            return Ok(());
+        }
+        "static" => {}
+        other => return Err(format!("wan.mode {other:?} must be \"dhcp\" or \"static\"")),
+    }
+    let len = w.prefix_len.unwrap_or(WAN_STATIC_PREFIX_LEN);
+    if !(1..=32).contains(&len) {
+        return Err(format!("wan.prefix_len {len} must be 1..=32"));
+    }
+    let Some(addr) = w.address else {
+        return Err("wan.mode = \"static\" needs wan.address (and wan.gateway)".into());
+    };
+    let Some(gw) = w.gateway else {
+        return Err("wan.mode = \"static\" needs wan.gateway (the upstream router)".into());
+    };
+    let mask = prefix_mask(len);
+    let net = format!("{}/{len}", Ipv4Addr::from(u32::from(addr) & mask));
+    // Network and broadcast addresses exist from /30 down; /31 (RFC 3021) and /32 have none.
+    let special = |ip: Ipv4Addr| {
+        let host = u32::from(ip) & !mask;
+        len <= 30 && (host == 0 || host == !mask)
+    };
+    for (key, ip) in [("wan.address", addr), ("wan.gateway", gw)] {
+        if !unicast(ip) {
+            return Err(format!("{key} {ip} is not a unicast address"));
+        }
+        if special(ip) {
+            return Err(format!(
+                "{key} {ip} is the network or broadcast address of {net}"
+            ));
+        }
+    }
+    if u32::from(gw) & mask != u32::from(addr) & mask {
         return Err(format!(
-            "wan.mode {:?} is not supported (use \"dhcp\")",
-            cfg.wan.mode
+            "wan.gateway {gw} is outside the WAN subnet {net} (wan.address {addr}, wan.prefix_len {len})"
         ));
+    }
+    if gw == addr {
+        return Err(format!(
+            "wan.gateway {gw} is wan.address itself; it must be the upstream router"
+        ));
+    }
+    let common = prefix_mask(len.min(lan.prefix_len));
+    if u32::from(addr) & common == u32::from(lan.address) & common {
+        return Err(format!(
+            "wan.address {addr}/{len} overlaps the LAN {}/{}",
+            lan.address, lan.prefix_len
+        ));
+    }
+    if w.dns.len() > 8 {
+        return Err("wan.dns: at most 8".into());
+    }
+    if let Some(bad) = w.dns.iter().find(|d| !unicast(**d)) {
+        return Err(format!("wan.dns {bad} is not a unicast address"));
     }
     Ok(())
 }
@@ -1101,6 +1226,137 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert!(e.message.contains(what), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn static_wan() {
+        let c = parse(
+            "[wan]\nmode = \"static\"\naddress = \"203.0.113.2\"\ngateway = \"203.0.113.1\"\n\
+             dns = [\"198.51.100.53\", \"198.51.100.54\"]\n",
+        )
+        .unwrap();
+        let want = StaticWan {
+            address: Ipv4Addr::new(203, 0, 113, 2),
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(203, 0, 113, 1),
+            dns: vec![
+                Ipv4Addr::new(198, 51, 100, 53),
+                Ipv4Addr::new(198, 51, 100, 54),
+            ],
+        };
+        assert!(c.wan.is_static());
+        assert_eq!(c.wan.static_addressing(), Some(want));
+        // Serializes back to what it was read from; dhcp mode writes none of the keys.
+        let again: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        let t: toml::Table = toml::from_str(&toml::to_string(&Config::default()).unwrap()).unwrap();
+        let keys: Vec<&String> = t["wan"].as_table().unwrap().keys().collect();
+        assert_eq!(keys, ["interface", "mode"]);
+        assert_eq!(Config::default().wan.static_addressing(), None);
+
+        // Other prefixes, /31 point-to-point, no dns.
+        let s = |rest: &str| format!("[wan]\nmode = \"static\"\n{rest}");
+        let c = parse(&s(
+            "address = \"100.64.7.9\"\nprefix_len = 10\ngateway = \"100.127.0.1\"\n",
+        ))
+        .unwrap();
+        let w = c.wan.static_addressing().unwrap();
+        assert_eq!((w.prefix_len, w.dns.len()), (10, 0));
+        parse(&s(
+            "address = \"198.51.100.0\"\nprefix_len = 31\ngateway = \"198.51.100.1\"\n",
+        ))
+        .unwrap();
+
+        let good = "address = \"203.0.113.2\"\ngateway = \"203.0.113.1\"\n";
+        for (text, what) in [
+            (
+                "[wan]\nmode = \"pppoe\"\n".to_string(),
+                "wan.mode \"pppoe\" must be \"dhcp\" or \"static\"",
+            ),
+            (s(""), "needs wan.address"),
+            (s("address = \"203.0.113.2\"\n"), "needs wan.gateway"),
+            (
+                s("address = \"203.0.113.2\"\ngateway = \"198.51.100.1\"\n"),
+                "wan.gateway 198.51.100.1 is outside the WAN subnet 203.0.113.0/24",
+            ),
+            (
+                s("address = \"203.0.113.2\"\nprefix_len = 30\ngateway = \"203.0.113.5\"\n"),
+                "outside the WAN subnet 203.0.113.0/30",
+            ),
+            (
+                s("address = \"203.0.113.2\"\nprefix_len = 32\ngateway = \"203.0.113.1\"\n"),
+                "outside the WAN subnet 203.0.113.2/32",
+            ),
+            (
+                s("address = \"203.0.113.2\"\ngateway = \"203.0.113.2\"\n"),
+                "is wan.address itself",
+            ),
+            (
+                s(&format!("{good}prefix_len = 0\n")),
+                "wan.prefix_len 0 must be 1..=32",
+            ),
+            (
+                s(&format!("{good}prefix_len = 33\n")),
+                "wan.prefix_len 33 must be 1..=32",
+            ),
+            (
+                s("address = \"203.0.113.255\"\ngateway = \"203.0.113.1\"\n"),
+                "wan.address 203.0.113.255 is the network or broadcast address of 203.0.113.0/24",
+            ),
+            (
+                s("address = \"203.0.113.2\"\ngateway = \"203.0.113.0\"\n"),
+                "wan.gateway 203.0.113.0 is the network or broadcast",
+            ),
+            (
+                s("address = \"0.0.0.0\"\ngateway = \"0.0.0.1\"\n"),
+                "wan.address 0.0.0.0 is not a unicast address",
+            ),
+            (
+                s("address = \"192.168.1.7\"\ngateway = \"192.168.1.254\"\n"),
+                "wan.address 192.168.1.7/24 overlaps the LAN 192.168.1.1/24",
+            ),
+            (
+                s("address = \"192.168.7.7\"\nprefix_len = 16\ngateway = \"192.168.0.1\"\n"),
+                "overlaps the LAN",
+            ),
+            (
+                s(&format!("{good}dns = [\"224.0.0.1\"]\n")),
+                "wan.dns 224.0.0.1 is not a unicast address",
+            ),
+            (
+                s(&format!("{good}dns = [\"1.1.1.1\"]\nntp = \"x\"\n")),
+                "unknown field `ntp`",
+            ),
+            (s(&format!("{good}address = \"x\"\n")), "duplicate key"),
+            (
+                s("address = \"203.0.113.300\"\ngateway = \"203.0.113.1\"\n"),
+                "invalid IPv4 address",
+            ),
+            // The static keys in dhcp mode, named.
+            (
+                "[wan]\naddress = \"203.0.113.2\"\ngateway = \"203.0.113.1\"\n".to_string(),
+                "wan.address, wan.gateway: only for wan.mode = \"static\" (mode is \"dhcp\")",
+            ),
+            (
+                "[wan]\nmode = \"dhcp\"\nprefix_len = 24\ndns = [\"1.1.1.1\"]\n".to_string(),
+                "wan.prefix_len, wan.dns: only for wan.mode = \"static\"",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.message.contains(what), "{text}: {e}");
+        }
+        // A bad static WAN in the file: defaults in force, the error reported.
+        let dir = scratch("static-wan");
+        let p = dir.join("gatehouse.toml");
+        std::fs::write(
+            &p,
+            "schema = 1\n[wan]\nmode = \"static\"\naddress = \"203.0.113.2\"\ngateway = \"10.0.0.1\"\n",
+        )
+        .unwrap();
+        let l = load(&p);
+        assert_eq!(l.config, Config::default());
+        assert!(l.error.unwrap().contains("outside the WAN subnet"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

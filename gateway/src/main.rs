@@ -9,7 +9,7 @@ struct Args {
     config: PathBuf,
     data_dir: PathBuf,
     run_dir: PathBuf,
-    /// Skip the WAN DHCP client (tests that drive the WAN by hand).
+    /// Skip the WAN client, DHCP or static (tests that drive the WAN by hand).
     no_wan_client: bool,
     /// Failsafe boot: run on built-in defaults, leave the config file alone.
     no_config: bool,
@@ -138,7 +138,8 @@ async fn serve(args: Args, loaded: config::Loaded) {
         shared.nat.clone(),
     ));
     if !args.no_wan_client {
-        // The cable watch restarts the DHCP client when the WAN's carrier comes back.
+        // The cable watch restarts the DHCP client (or re-applies the static address) when
+        // the WAN's carrier comes back.
         let restart = Arc::new(tokio::sync::Notify::new());
         let link = wan::link::run(
             config.wan.interface.clone(),
@@ -149,7 +150,11 @@ async fn serve(args: Args, loaded: config::Loaded) {
             link.await;
             Ok(())
         });
-        tasks.spawn(wan::udhcpc::run(ctx.clone(), wan_tx, restart));
+        if config.wan.is_static() {
+            tasks.spawn(wan::static_addr::run(ctx.clone(), wan_tx, restart));
+        } else {
+            tasks.spawn(wan::udhcpc::run(ctx.clone(), wan_tx, restart));
+        }
     } else {
         // Keep the sender alive so receivers never see a closed channel.
         tasks.spawn(async move {

@@ -1,6 +1,8 @@
-//! WAN uplink state: what the DHCP client learned, shared through a watch channel.
+//! WAN uplink state: what the DHCP client learned (or the static settings applied), shared
+//! through a watch channel.
 
 pub mod link;
+pub mod static_addr;
 pub mod udhcpc;
 
 use std::net::Ipv4Addr;
@@ -13,7 +15,7 @@ pub struct WanStatus {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
-    /// Unix time the lease was obtained.
+    /// Unix time the lease was obtained (static: the address was first applied).
     pub since: Option<u64>,
     /// Whether the WAN port has a carrier (a cable to a live device); None: not known.
     pub carrier: Option<bool>,
