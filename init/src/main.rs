@@ -189,9 +189,9 @@ fn boot_and_run(
     cmdline: &str,
     mut steps: Vec<Step>,
 ) {
-    // Modules load while /data is checked and mounted: both are slow, and
-    // neither needs the other (a filesystem module the mount needs first is
-    // loaded on demand by the kernel). The network needs both.
+    // Modules load while /data is checked and mounted: both are slow. Only the
+    // filesystems those mounts need come first; the network needs the rest.
+    modules::load(modules::FILESYSTEMS);
     let loading = std::thread::spawn(|| {
         modules::load_fixed_list();
         modules::coldplug();

@@ -19,6 +19,30 @@ fn modprobe(args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Filesystems the boot mounts itself (/data, the ESP). They are loaded
+/// before the rest of the modules load in the background: a mount that asks
+/// the kernel for a module another modprobe is still loading fails with
+/// ENODEV ("request_module fs-ext4 succeeded, but still no fs").
+pub const FILESYSTEMS: &[&str] = &[
+    "ext4",
+    "vfat",
+    "nls_cp437",
+    "nls_iso8859_1",
+    "nls_utf8",
+    "nls_ascii",
+];
+
+/// Loads `names` in one modprobe call; false if any failed.
+pub fn load(names: &[&str]) -> bool {
+    let mut args = vec!["-a"];
+    args.extend(names);
+    let ok = modprobe(&args);
+    if !ok {
+        log!("modules: some of {names:?} failed to load");
+    }
+    ok
+}
+
 /// Loads the image's fixed list. One `modprobe -a` for the lot (each exec is
 /// costly early in boot); only if that reports a failure, one call per module
 /// to name the ones that are missing.

@@ -36,6 +36,9 @@ wait_serial 'Choice' 60 || true
 check "logs shows init's ring" shell 'logs -n 3 init | grep -c "init:" | sed "s/^/INITLINES=/"' 'INITLINES=3'
 check "logs shows gatewayd's output" shell 'logs gatewayd | grep -q "gatewayd: started" && echo GW-LOG-$((1+1))' 'GW-LOG-2'
 
+# Entropy: a fresh 512-byte seed on /data at every boot.
+check "an entropy seed is saved on /data" shell 'echo SEED=$(wc -c </data/gatehouse/random-seed)' 'SEED=512'
+
 # Owner services: first a broken file (reported, ignored), then a crashing
 # service and one that abandons children every half second.
 shell "printf '[[service]]\\nname = \"x\"\\nbogus = 1\\n' >/data/gatehouse/services.toml; kill -HUP 1; echo HUP-SENT" 'HUP-SENT' || true
@@ -71,6 +74,10 @@ zombies='z=0; for i in 1 2 3 4 5; do n=$(grep -l "^[0-9]* ([^)]*) Z" /proc/[0-9]
 check "abandoned children are reaped: no zombies" shell "$zombies" 'ZOMBIES=[01][[:space:]]*$'
 check "the orphan-maker keeps running" shell 'cat /run/gatehouse/services' 'orphans .*running pid'
 
+# The clock never starts before the time saved on /data: pretend the last
+# boot was in 2031 (the RTC says otherwise); the next boot must move forward.
+shell "echo 1924992000 >/data/gatehouse/clock; sync; echo CLOCK-\$((1+1))" 'CLOCK-2' || true
+
 # Watchdog: freeze PID 1; the i6300esb must reset the machine (QEMU runs
 # with -no-reboot, so the reset ends it) without an orderly shutdown.
 console_do 7 'Leave the shell' 20 || true
@@ -90,8 +97,10 @@ grubenv_set extra_cmdline=gatehouse.inject=panic
 boot_router 2
 check "PID 1's panic is caught" wait_serial 'init: fatal error: gatehouse.inject=panic' "$BOOT_TIMEOUT"
 check "it falls back to the recovery console" wait_serial 'only the recovery console is supervised' 20
+check "the clock moved forward to the saved time" grep -q 'clock: behind the last saved time; moved forward to it' "$SERIAL"
 wait_serial 'Choice' 60 || true
 check "gatewayd keeps serving after init's fatal error" shell 'pidof gatewayd && echo GW-ALIVE-$((1+1))' 'GW-ALIVE-2'
+check "the system time is from 2031 on" shell 'echo YEAR=$(date -u +%Y)' 'YEAR=203[1-9]'
 sleep 40
 check "the watchdog is still fed (40 s later the machine still runs)" kill -0 "$QEMU_PID"
 console_do 8 'Rebooting' 20 || true
