@@ -9,7 +9,6 @@ use gateway::web::session::Auth;
 use init::logring::{self, Rings};
 use reqwest::header;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -33,15 +32,7 @@ async fn log_viewer_reads_init_rings_and_escapes_them() {
     let auth = Arc::new(Auth::open(&dir));
     auth.set_password(PASSWORD).unwrap();
     let (app, _) = common::app(&dir, auth, common::idle_update(&dir));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await
-    });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let (base, http) = common::serve(app).await;
     let (cookie, _) = common::log_in(&http, &base, PASSWORD).await;
 
     // No init socket yet: a clear error, not a crash.

@@ -10,7 +10,6 @@ use gateway::update::{Paths, Update};
 use gateway::web::session::Auth;
 use reqwest::header;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -63,16 +62,7 @@ async fn start(tag: &str, reserve: Option<u64>) -> Server {
     let auth = Arc::new(Auth::open(&dir));
     auth.set_password(PASSWORD).unwrap();
     let (app, _) = common::app(&dir, auth, update.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await
-    });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let base = format!("http://{addr}");
+    let (base, http) = common::serve(app).await;
     let (cookie, csrf) = common::log_in(&http, &base, PASSWORD).await;
     Server {
         base,

@@ -22,8 +22,6 @@ UI=http://192.168.1.1
 JAR=$LAB_DIR/cookies
 WAN_MAC=52:54:00:6a:01:01
 FIGURES=()
-now() { python3 -c 'import time; print("%.1f" % time.time())'; }
-since() { python3 -c "print('%.1f' % ($(now) - $1))"; }
 
 monitor() { echo "$1" | socat - "UNIX-CONNECT:$LAB_DIR/monitor.sock" >/dev/null 2>&1; }
 status() { ui_get "$LAB-lan1" $UI "$JAR" /api/status 2>/dev/null; }
@@ -42,13 +40,8 @@ guest_at() { sed -n "s/^ *[0-9.]* \[ *\([0-9.]*\)\] .*$1.*/\1/p" "$SERIAL" | hea
 
 # up N: boots, waits for the LAN and gatewayd, gives lan1 a lease.
 up() {
-    boot_router "$1"
-    wait_serial 'net: br-lan' "$BOOT_TIMEOUT" || return 1
-    wait_serial 'gatewayd: started' 60 || return 1
-    rm -f "$LAB_DIR/lease-lan1"
-    lab_in lan1 ip addr flush dev eth0
-    lab_fenced lan1 busybox udhcpc -f -q -n -t 60 -T 1 -i eth0 -s "$(client_hook lan1)" \
-        >"$LAB_DIR/udhcpc-$1.log" 2>&1 || true
+    boot_ready "$1" || return 1
+    lan1_lease "$1" || true
 }
 login() {
     local try

@@ -27,8 +27,6 @@ JAR=$LAB_DIR/cookies
 BUNDLES=$LAB_DIR/bundles
 SRV=http://$WAN_NET.1:8080
 FIGURES=()
-now() { python3 -c 'import time; print("%.1f" % time.time())'; }
-since() { python3 -c "print('%.1f' % ($(now) - $1))"; }
 
 # --- bundles -------------------------------------------------------------------
 mkdir -p "$BUNDLES"
@@ -93,13 +91,8 @@ CSRF=
 # up N: boots the router (boot N), waits for its LAN and gatewayd, gives lan1
 # a lease and logs in to the admin UI (setting the password on a new disk).
 up() {
-    boot_router "$1"
-    wait_serial 'net: br-lan' "$BOOT_TIMEOUT" || return 1
-    wait_serial 'gatewayd: started' 60 || return 1
-    rm -f "$LAB_DIR/lease-lan1"
-    lab_in lan1 ip addr flush dev eth0
-    lab_fenced lan1 busybox udhcpc -f -q -n -t 60 -T 1 -i eth0 -s "$(client_hook lan1)" \
-        >"$LAB_DIR/udhcpc-$1.log" 2>&1 || true
+    boot_ready "$1" || return 1
+    lan1_lease "$1" || true
     # Under TCG on a busy host the first requests can be slow: a few tries.
     local try
     for try in 1 2 3 4; do

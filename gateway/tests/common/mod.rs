@@ -91,3 +91,22 @@ pub async fn log_in(http: &reqwest::Client, base: &str, password: &str) -> (Stri
     let s: Value = serde_json::from_str(&text).unwrap();
     (cookie, s["csrf"].as_str().unwrap().to_string())
 }
+
+/// Serves `app` on a loopback port; returns its base URL and a client that,
+/// like the tests want, does not follow redirects.
+pub async fn serve(app: Router) -> (String, reqwest::Client) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            l,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (base, http)
+}
