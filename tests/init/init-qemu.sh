@@ -6,7 +6,8 @@
 #
 #   tests/init/init-qemu.sh IMAGE
 #
-# Prints "N passed, N failed" and the backoff delays it saw.
+# A third boot powers off from the menu. Prints "N passed, N failed" and the
+# backoff delays it saw.
 set -euo pipefail
 IMAGE=$(realpath "${1:?usage: init-qemu.sh IMAGE}")
 HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
@@ -106,4 +107,20 @@ check "the watchdog is still fed (40 s later the machine still runs)" kill -0 "$
 console_do 8 'Rebooting' 20 || true
 check "the menu's reboot works in recovery" wait_qemu_exit 60
 check "and is an orderly shutdown" grep -q 'shutdown: RB_AUTOBOOT' "$SERIAL"
+
+# Power off from the menu, on a normal boot: services stopped in order, the
+# disk released, the machine off, all within bounds.
+grubenv_set extra_cmdline=
+boot_router 3
+wait_serial 'Choice' "$BOOT_TIMEOUT" || true
+wait_serial 'init: gatewayd ready' 60 || true
+mark=$(wc -l <"$SERIAL")
+off=$(date +%s)
+printf '%s\n' 9 >"$CONSOLE_IN"
+check "the menu's power off turns the machine off within 60 s" wait_qemu_exit 60
+echo "     power off took $(($(date +%s) - off)) s"
+# rauc depends on dbus, so dbus may only stop once rauc has.
+check "services stop in reverse dependency order (rauc before dbus)" \
+    awk -v m="$mark" 'NR > m && /rauc \(pid [0-9]*\) stopped/ { r = NR } NR > m && /dbus \(pid [0-9]*\) stopped/ { d = NR } END { exit !(r && d > r) }' "$SERIAL"
+check "the shutdown ends in a power off" grep -q 'shutdown: RB_POWER_OFF' "$SERIAL"
 finish
