@@ -110,10 +110,26 @@ async fn serve(args: Args, loaded: config::Loaded) {
         }
     };
 
+    let mut tasks = tokio::task::JoinSet::new();
+    // SIGHUP re-applies the config file's port forwards. Registered before anything else runs:
+    // the signal's default action would end the process.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("SIGHUP handler");
+    // DHCP and DNS first: LAN clients are waiting for them at boot, and restoring the
+    // traffic history below takes a while on a slow machine.
+    let dhcp_counters = Arc::new(dhcp::Counters::default());
+    let dns_counters = Arc::new(dns::Counters::default());
+    if config.dhcp.enabled {
+        tasks.spawn(dhcp::run(ctx.clone(), store.clone(), dhcp_counters.clone()));
+    }
+    if config.dns.enabled {
+        tasks.spawn(dns::run(ctx.clone(), dns_counters.clone(), store.clone()));
+    }
+
     let shared = web::Shared {
         leases: store,
-        dhcp: Arc::new(dhcp::Counters::default()),
-        dns: Arc::new(dns::Counters::default()),
+        dhcp: dhcp_counters,
+        dns: dns_counters,
         nat: Arc::new(nat::Table::from_config(&config.nat)),
         traffic: Arc::new(traffic::Traffic::new(&config, &args.data_dir)),
         auth: Arc::new(web::session::Auth::open(&args.data_dir)),
@@ -126,11 +142,6 @@ async fn serve(args: Args, loaded: config::Loaded) {
         )),
         log_socket: Arc::from(log_socket::SOCKET),
     };
-    let mut tasks = tokio::task::JoinSet::new();
-    // SIGHUP re-applies the config file's port forwards. Registered before anything else runs:
-    // the signal's default action would end the process.
-    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .expect("SIGHUP handler");
     tasks.spawn(nat::reload_on_sighup(
         hup,
         args.config.clone(),
@@ -161,20 +172,6 @@ async fn serve(args: Args, loaded: config::Loaded) {
             let _keep = wan_tx;
             std::future::pending::<anyhow::Result<()>>().await
         });
-    }
-    if config.dhcp.enabled {
-        tasks.spawn(dhcp::run(
-            ctx.clone(),
-            shared.leases.clone(),
-            shared.dhcp.clone(),
-        ));
-    }
-    if config.dns.enabled {
-        tasks.spawn(dns::run(
-            ctx.clone(),
-            shared.dns.clone(),
-            shared.leases.clone(),
-        ));
     }
     tasks.spawn(web::run(ctx.clone(), shared.clone()));
     if config.nat.enabled {

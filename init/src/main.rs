@@ -287,7 +287,14 @@ fn boot_and_run(
         if changed {
             write_timeline(&steps);
         }
-        match wait_signal(sigs, Duration::from_millis(500)) {
+        // Quicker rounds while a service is getting ready: its readiness is a
+        // boot milestone (gatewayd's is DHCP answering).
+        let pace = if sup.awaiting_ready(Instant::now(), Duration::from_secs(30)) {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(500)
+        };
+        match wait_signal(sigs, pace) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT)
             }

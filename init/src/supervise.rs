@@ -289,6 +289,16 @@ impl Supervisor {
         self.tick(now, host);
     }
 
+    /// Whether a service that started less than `window` ago is not ready yet.
+    /// The main loop then looks more often, so that readiness, and the services
+    /// waiting on it, are not held back by its usual pace. A service that never
+    /// becomes ready stops counting after the window.
+    pub fn awaiting_ready(&self, now: Instant, window: Duration) -> bool {
+        self.services.iter().any(|s| {
+            matches!(s.state, State::Running { ready: false, since, .. } if now - since < window)
+        })
+    }
+
     pub fn all_stopped(&self) -> bool {
         self.draining.is_empty() && self.services.iter().all(|s| s.pid().is_none())
     }
@@ -486,6 +496,27 @@ mod tests {
         assert!(
             s.get("web").unwrap().is_ready(),
             "ready = started by default"
+        );
+    }
+
+    #[test]
+    fn awaits_readiness_only_within_the_window() {
+        let mut s = table(BUS_WEB);
+        let mut h = Fake::default();
+        let t = Instant::now();
+        let w = Duration::from_secs(30);
+        assert!(!s.awaiting_ready(t, w), "nothing started yet");
+        s.tick(t, &mut h);
+        assert!(s.awaiting_ready(t + Duration::from_secs(1), w));
+        assert!(
+            !s.awaiting_ready(t + Duration::from_secs(31), w),
+            "a service that never gets ready stops counting"
+        );
+        h.ready.insert("bus".into());
+        s.tick(t + Duration::from_secs(2), &mut h);
+        assert!(
+            !s.awaiting_ready(t + Duration::from_secs(2), w),
+            "bus ready, web is ready once started"
         );
     }
 

@@ -40,6 +40,23 @@ check "logs shows gatewayd's output" shell 'logs gatewayd | grep -q "gatewayd: s
 # Entropy: a fresh 512-byte seed on /data at every boot.
 check "an entropy seed is saved on /data" shell 'echo SEED=$(wc -c </data/gatehouse/random-seed)' 'SEED=512'
 
+# The menu on tty1, the screen of a machine with a keyboard: keys typed on the
+# emulated PS/2 keyboard, the screen read back as text (/dev/vcs1) from the
+# serial console's shell.
+# tty1_shows TEXT: TEXT appears on tty1's screen within 20 s.
+tty1_shows() {
+    shell "for i in \$(seq 20); do tr -s ' ' </dev/vcs1 | grep -q '$1' && break; sleep 1; done; tr -s ' ' </dev/vcs1 | grep -c '$1' | sed 's/^/TTY1=/'" 'TTY1=[1-9]' 40
+}
+check "tty1 shows the recovery menu" tty1_shows 'Gatehouse recovery console'
+check "tty1 has no status yet" shell "tr -s ' ' </dev/vcs1 | grep -c 'boot order' | sed 's/^/TTY1=/'" 'TTY1=0'
+type_keys $'1\n' || true
+check "the status chosen on tty1's keyboard shows there" tty1_shows 'boot order'
+type_keys $'7\n' || true
+check "tty1's menu opens a shell there" tty1_shows 'Gatehouse recovery shell'
+type_keys $'touch /tmp/typed-on-tty1\nexit\n' || true
+check "tty1's shell runs what is typed" \
+    shell '[ -e /tmp/typed-on-tty1 ] && echo TTY1-SHELL-$((1+1))' 'TTY1-SHELL-2'
+
 # Owner services: first a broken file (reported, ignored), then a crashing
 # service and one that abandons children every half second.
 shell "printf '[[service]]\\nname = \"x\"\\nbogus = 1\\n' >/data/gatehouse/services.toml; kill -HUP 1; echo HUP-SENT" 'HUP-SENT' || true

@@ -23,7 +23,6 @@ JAR=$LAB_DIR/cookies
 WAN_MAC=52:54:00:6a:01:01
 FIGURES=()
 
-monitor() { echo "$1" | socat - "UNIX-CONNECT:$LAB_DIR/monitor.sock" >/dev/null 2>&1; }
 status() { ui_get "$LAB-lan1" $UI "$JAR" /api/status 2>/dev/null; }
 # status_is JQ-FILTER LIMIT: polls /api/status until the filter holds.
 status_is() {
