@@ -152,11 +152,15 @@ async fn serve(args: Args, loaded: config::Loaded) {
         // The cable watch restarts the DHCP client (or re-applies the static address) when
         // the WAN's carrier comes back.
         let restart = Arc::new(tokio::sync::Notify::new());
-        let link = wan::link::run(
-            config.wan.interface.clone(),
-            wan_tx.clone(),
-            restart.clone(),
-        );
+        let back = wan::link::OnCableBack {
+            restart: restart.clone(),
+            what: if config.wan.is_static() {
+                "re-applying the static address"
+            } else {
+                "restarting DHCP"
+            },
+        };
+        let link = wan::link::run(config.wan.interface.clone(), wan_tx.clone(), back);
         tasks.spawn(async move {
             link.await;
             Ok(())

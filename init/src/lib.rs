@@ -9,6 +9,7 @@ pub mod data;
 pub mod dhcp_probe;
 pub mod grow;
 pub mod health;
+pub mod hotplug;
 pub mod lan_probe;
 pub mod log;
 pub mod logring;

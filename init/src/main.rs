@@ -14,8 +14,8 @@ use init::supervise::{self, Service, Supervisor};
 use init::update_record::{self, BootKind, Last, Store};
 use init::watchdog::{self, Watchdog};
 use init::{
-    bootslot, clock, data, lan_probe, log, modules, mounts, net, rauc, settings, shutdown, sysctl,
-    wlan,
+    bootslot, clock, data, hotplug, lan_probe, log, modules, mounts, net, rauc, settings, shutdown,
+    sysctl, wlan,
 };
 
 use nix::sys::reboot::RebootMode;
@@ -207,6 +207,8 @@ fn boot_and_run(
     step(&mut steps, "mounts");
     let t = loading.join().unwrap_or_else(|_| log::since_boot());
     steps.push(Step("modules".into(), t));
+    // From here on, devices that appear are hotplug's (coldplug had the others).
+    let uevents = hotplug::Uevents::open();
     // Big temporary files (RAUC's downloads of bundles given as a URL) go to the
     // data partition, not RAM. Every service inherits this. (Set once the
     // module thread is done: the environment is not for changing under threads.)
@@ -308,6 +310,12 @@ fn boot_and_run(
             _ => {}
         }
         process::reap(&mut sup, &mut host);
+        if let Some(u) = &uevents {
+            let events = u.drain();
+            if !events.is_empty() {
+                hotplug::handle(&events, &settings);
+            }
+        }
         let now = Instant::now();
         // Radios come and go (USB dongles); hostapd reads its file only at start.
         if wlan::poll(&wlan_cfg, &mut wlan_state) == wlan::Change::RestartHostapd {

@@ -176,6 +176,46 @@ pub fn lan_members(ports: &[Port], wan: Option<usize>, lan_ports: &[String]) -> 
         .collect()
 }
 
+/// What a port that appears after boot becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateRole {
+    Wan,
+    Lan,
+    /// Left down.
+    None,
+}
+
+/// The boot's rule for a port that appears later (a USB adapter plugged in,
+/// or one that was slow to enumerate). It is the WAN if `[wan] port` or the
+/// remembered WAN names it and there is no WAN yet. A port named as the WAN
+/// while another one is the WAN stays down: bridging the upstream network into
+/// the LAN would put the LAN's DHCP server on it. Otherwise it joins br-lan if
+/// `[lan] ports` lists it or is empty. There is no DHCP probe after boot.
+pub fn late_role(
+    port: &Port,
+    wan_port: Option<&str>,
+    lan_ports: &[String],
+    remembered: Option<&str>,
+    have_wan: bool,
+) -> LateRole {
+    let named_wan = match wan_port {
+        Some(spec) => port.is(spec),
+        None => remembered.is_some_and(|mac| port.is(mac)),
+    };
+    if named_wan {
+        return if have_wan {
+            LateRole::None
+        } else {
+            LateRole::Wan
+        };
+    }
+    if lan_ports.is_empty() || lan_ports.iter().any(|s| port.is(s)) {
+        LateRole::Lan
+    } else {
+        LateRole::None
+    }
+}
+
 /// The memory file's text for `port`.
 pub fn memory_text(port: &Port) -> String {
     format!("{} {}\n", port.mac, port.name)
@@ -521,6 +561,60 @@ pub fn bring_up(s: &Settings) {
     log!("net: {BRIDGE} {cidr} up with {} port(s)", lan.len());
 }
 
+/// Gives link `name`, which appeared after boot, its role (see `late_role`).
+/// Links that are not ethernet ports, or are already the WAN or a bridge
+/// port, are left alone.
+pub fn adopt(name: &str, s: &Settings) {
+    let Some(port) = ethernet_ports().into_iter().find(|p| p.name == name) else {
+        return;
+    };
+    let sys = |f: &str| Path::new("/sys/class/net").join(f);
+    if name == WAN || sys(&format!("{name}/master")).exists() {
+        return;
+    }
+    let remembered = read_memory();
+    let role = late_role(
+        &port,
+        s.wan_port.as_deref(),
+        &s.lan_ports,
+        remembered.as_deref().and_then(remembered_mac),
+        sys(WAN).exists(),
+    );
+    let nl = match Netlink::new() {
+        Ok(n) => n,
+        Err(e) => {
+            log!("net: {name} appeared; {e}");
+            return;
+        }
+    };
+    let who = format!("{name} ({})", port.mac);
+    match role {
+        LateRole::Lan => {
+            let Ok(br) = nl.index(BRIDGE) else {
+                log!("net: {who} appeared; there is no {BRIDGE} to join");
+                return;
+            };
+            if nl.set(&format!("{name} into {BRIDGE}"), port.ifindex, |r| {
+                r.controller(br).up()
+            }) {
+                log!("net: {who} appeared: joins {BRIDGE}");
+            }
+        }
+        LateRole::Wan => {
+            if nl.set(&format!("rename {name} to {WAN}"), port.ifindex, |r| {
+                r.name(WAN.into())
+            }) && nl.set(&format!("{WAN} up"), port.ifindex, |r| r.up())
+            {
+                log!("net: {who} appeared: it is the WAN ({WAN})");
+            }
+        }
+        LateRole::None => log!(
+            "net: {who} appeared: left down (named as the WAN while another port is, \
+             or not in [lan] ports)"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,6 +638,32 @@ mod tests {
     }
 
     const SRV: Why = Why::Offer(Ipv4Addr::new(10, 99, 0, 1));
+
+    #[test]
+    fn a_late_port_joins_the_lan_unless_it_is_the_wan() {
+        let p = &ports(3)[2];
+        let mac = "52:54:00:00:00:02";
+        assert_eq!(late_role(p, None, &[], None, true), LateRole::Lan);
+        assert_eq!(
+            late_role(p, None, &["eth0".into()], None, true),
+            LateRole::None,
+            "[lan] ports does not list it"
+        );
+        assert_eq!(
+            late_role(p, None, &[mac.to_uppercase()], None, true),
+            LateRole::Lan
+        );
+        // The configured WAN, late: the WAN if there is none yet, else left down.
+        assert_eq!(late_role(p, Some("eth2"), &[], None, false), LateRole::Wan);
+        assert_eq!(late_role(p, Some(mac), &[], None, true), LateRole::None);
+        // The remembered WAN counts only without a configured one.
+        assert_eq!(late_role(p, None, &[], Some(mac), false), LateRole::Wan);
+        assert_eq!(late_role(p, None, &[], Some(mac), true), LateRole::None);
+        assert_eq!(
+            late_role(p, Some("eth0"), &[], Some(mac), false),
+            LateRole::Lan
+        );
+    }
 
     #[test]
     fn ports_by_name_or_mac() {

@@ -27,7 +27,9 @@ shell() {
 boot_router 1
 check "boots to a ready gatewayd (DHCP socket bound)" wait_serial 'init: gatewayd ready' "$BOOT_TIMEOUT"
 check "the boot timeline names when gatewayd became ready" wait_serial 'boot timeline:.*gatewayd-ready=' 30
-check "dbus is ready through its notify descriptor" grep -q 'init: dbus ready' "$SERIAL"
+# gatewayd does not wait for dbus, and on a busy machine it can be ready first.
+check "dbus is ready through its notify descriptor" wait_serial 'init: dbus ready' 60
+wait_serial 'init: rauc started' 30 || true
 check "rauc starts only after dbus is ready" \
     awk '/init: dbus ready/ { d = NR } /init: rauc started/ { r = NR } END { exit !(d && r > d) }' "$SERIAL"
 check "the hardware watchdog is armed" grep -q 'watchdog: /dev/watchdog.* armed' "$SERIAL"
@@ -54,8 +56,9 @@ check "the status chosen on tty1's keyboard shows there" tty1_shows 'boot order'
 type_keys $'7\n' || true
 check "tty1's menu opens a shell there" tty1_shows 'Gatehouse recovery shell'
 type_keys $'touch /tmp/typed-on-tty1\nexit\n' || true
+# The keys may still be on their way through a busy guest: look for 20 s.
 check "tty1's shell runs what is typed" \
-    shell '[ -e /tmp/typed-on-tty1 ] && echo TTY1-SHELL-$((1+1))' 'TTY1-SHELL-2'
+    shell 'for i in $(seq 20); do [ -e /tmp/typed-on-tty1 ] && break; sleep 1; done; [ -e /tmp/typed-on-tty1 ] && echo TTY1-SHELL-$((1+1))' 'TTY1-SHELL-2' 40
 
 # Owner services: first a broken file (reported, ignored), then a crashing
 # service and one that abandons children every half second.
@@ -64,7 +67,7 @@ check "a broken owner services file is reported and ignored" wait_serial 'servic
 cat >"$LAB_DIR/services.toml" <<'EOF'
 [[service]]
 name = "flaky"
-command = ["/bin/sh", "-c", "echo flaky runs; exit 3"]
+command = ["/bin/sh", "-c", "echo flaky runs; kill -KILL $$"]
 crash_limit = 5
 crash_hold = 600.0
 console_log = true
@@ -73,12 +76,12 @@ name = "orphans"
 command = ["/bin/sh", "-c", "while true; do (sleep 0.1 &); sleep 0.5; done"]
 EOF
 # The file goes through the shell as a printf of its escaped text.
-body=$(sed 's/\\/\\\\/g; s/"/\\"/g; s/%/%%/g' "$LAB_DIR/services.toml" | awk '{ printf "%s\\n", $0 }')
+body=$(sed 's/\\/\\\\/g; s/"/\\"/g; s/%/%%/g; s/\$/\\$/g' "$LAB_DIR/services.toml" | awk '{ printf "%s\\n", $0 }')
 shell "printf \"$body\" >/data/gatehouse/services.toml; kill -HUP 1; echo HUP-SENT" 'HUP-SENT' || true
-check "a crashing service is restarted" wait_serial 'flaky (pid [0-9]*) ended: exit 3; restart in' 20
-check "five quick exits in a row are a crash loop, held off" \
-    wait_serial 'flaky (pid [0-9]*) ended: exit 3; crash loop (5 quick exits in a row), held for 600s' 60
-delays=$(sed -n 's/.*flaky (pid [0-9]*) ended: exit 3; restart in \([0-9.]*\)s.*/\1/p' "$SERIAL" | tr '\n' ' ')
+check "a service killed by a signal is restarted" wait_serial 'flaky (pid [0-9]*) ended: signal SIGKILL; restart in' 20
+check "killed five times quickly in a row is a crash loop, held off" \
+    wait_serial 'flaky (pid [0-9]*) ended: signal SIGKILL; crash loop (5 quick exits in a row), held for 600s' 60
+delays=$(sed -n 's/.*flaky (pid [0-9]*) ended: signal SIGKILL; restart in \([0-9.]*\)s.*/\1/p' "$SERIAL" | tr '\n' ' ')
 echo "     backoff delays seen: $delays"
 # 1, 2, 4, 8 s, each within the +-20% jitter.
 check "the backoff doubles (1, 2, 4, 8 s, +-20%)" python3 -c "

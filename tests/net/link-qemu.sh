@@ -7,7 +7,9 @@
 # 1. fresh disk, WAN segment on the first NIC: init probes, picks eth0 (DHCP
 #    offer), says so on the console; the cable is pulled (QEMU set_link) and
 #    /api/status shows no carrier; plugged back, the WAN gets a lease again.
-# 2. the same disk again: the remembered choice, no probe.
+# 2. the same disk again: the remembered choice, no probe; an e1000e NIC
+#    hotplugged into a PCIe slot gets its driver and joins br-lan, and a
+#    client behind it gets a lease.
 # 3. fresh disk, cabling swapped (LAN segment on the first NIC): the auto rule
 #    still picks the port with the DHCP server, eth1.
 # Prints the probe times and "N passed, N failed".
@@ -15,9 +17,18 @@ set -euo pipefail
 IMAGE=$(realpath "${1:?usage: link-qemu.sh IMAGE}")
 HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
 LAB=ghl
+# An empty PCIe hotplug slot, for the port plugged in during boot 2.
+QEMU_EXTRA=(-device pcie-root-port,id=hp0,chassis=9)
 . "$HERE/qemu-common"
 . "$HERE/lab"
 . "$HERE/qemu-lab"
+# The segment behind that port, with one client.
+lab_segment hp
+lab_tap hp
+tap_hp=$LAB_TAP
+lab_ns hp1
+lab_attach hp hp1
+HP_MAC=52:54:00:6a:01:03
 UI=http://192.168.1.1
 JAR=$LAB_DIR/cookies
 WAN_MAC=52:54:00:6a:01:01
@@ -119,6 +130,19 @@ if up 2; then
     # A figure, not a timed check: how fast it is under TCG depends on the host's load.
     FIGURES+=("boot 2 (remembered) network step: ${a:-?} s -> ${b:-?} s guest time")
     check "the LAN client gets a lease again" grep -q '^ip=192\.168\.1\.' "$LAB_DIR/lease-lan1"
+
+    # A port plugged in while running: an e1000e card in the PCIe hotplug slot.
+    # Nothing loaded its driver at boot (no such device then), so the uevent does.
+    monitor "netdev_add tap,id=hp,ifname=$tap_hp,script=no,downscript=no"
+    t0=$(now)
+    monitor "device_add e1000e,netdev=hp,bus=hp0,mac=$HP_MAC,id=hpnic"
+    if wait_serial "net: eth[0-9]* ($HP_MAC) appeared: joins br-lan" 60; then
+        FIGURES+=("hotplugged e1000e -> in br-lan: $(since "$t0") s")
+        check "a port plugged in after boot gets its driver and joins br-lan" true
+    else
+        check "a port plugged in after boot gets its driver and joins br-lan" false
+    fi
+    check "a client behind the new port gets a lease from the router" ns_lease hp1 hp
 else
     check "router boots again (same disk)" false
 fi

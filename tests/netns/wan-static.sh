@@ -232,6 +232,8 @@ inns $RTR ip -4 addr flush dev wan
 inns $WAN ip link set ghz-h up
 wait_for 50 more_lines "wan: static 203.0.113.2/24 via 203.0.113.1" "$applied" || fail "not applied again"
 grep -q "wan: re-applying static 203.0.113.2/24 via 203.0.113.1" "$GW_LOG" || fail "re-apply not logged"
+grep -q "carrier back (cable in); re-applying the static address" "$GW_LOG" || fail "cable in not logged as a re-apply"
+! grep -q "restarting DHCP" "$GW_LOG" || fail "static mode logs a DHCP restart: $(grep 'restarting DHCP' "$GW_LOG")"
 [ "$(wan_addrs)" = "203.0.113.2/24" ] || fail "after the cable came back: $(wan_addrs | tr '\n' ' ')"
 route=$(inns $RTR ip -4 route show default)
 [[ $route == "default via 203.0.113.1 dev wan"* ]] || fail "default route after the cable came back: '$route'"

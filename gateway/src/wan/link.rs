@@ -21,7 +21,7 @@ pub enum Action {
     None,
     /// Cable out: show it.
     Lost,
-    /// Cable in again: show it and restart DHCP.
+    /// Cable in again: show it and restart DHCP (or re-apply the static address).
     Restored,
     /// The first observation with a cable: show it; DHCP is already running.
     Present,
@@ -65,13 +65,20 @@ pub fn carrier_of(msg: &LinkMessage, index: u32) -> Option<bool> {
 
 const RTMGRP_LINK: u32 = 1;
 
-/// Watches link `iface` forever: updates `tx`'s `carrier` and wakes `restart`
-/// when the cable comes back. Never returns an error: a router without the
-/// watch still routes, so problems are logged and the watch retried.
-pub async fn run(iface: String, tx: watch::Sender<WanStatus>, restart: std::sync::Arc<Notify>) {
+/// What wakes when the cable comes back, and how the log names it ("restarting
+/// DHCP", or re-applying a static address).
+pub struct OnCableBack {
+    pub restart: std::sync::Arc<Notify>,
+    pub what: &'static str,
+}
+
+/// Watches link `iface` forever: updates `tx`'s `carrier` and wakes
+/// `back.restart` when the cable comes back. Never returns an error: a router
+/// without the watch still routes, so problems are logged and the watch retried.
+pub async fn run(iface: String, tx: watch::Sender<WanStatus>, back: OnCableBack) {
     let mut carrier = Carrier::default();
     loop {
-        if let Err(e) = watch_once(&iface, &tx, &restart, &mut carrier).await {
+        if let Err(e) = watch_once(&iface, &tx, &back, &mut carrier).await {
             eprintln!("wan: link watch on {iface}: {e}; retrying in 5 s");
         }
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
@@ -81,7 +88,7 @@ pub async fn run(iface: String, tx: watch::Sender<WanStatus>, restart: std::sync
 async fn watch_once(
     iface: &str,
     tx: &watch::Sender<WanStatus>,
-    restart: &Notify,
+    back: &OnCableBack,
     carrier: &mut Carrier,
 ) -> anyhow::Result<()> {
     let (mut conn, handle, mut messages) = rtnetlink::new_connection()?;
@@ -97,7 +104,7 @@ async fn watch_once(
             .ok_or_else(|| anyhow::anyhow!("no link {iface}"))?;
         let index = link.header.index;
         if let Some(c) = carrier_of(&link, index) {
-            apply(iface, carrier.observe(c), c, tx, restart);
+            apply(iface, carrier.observe(c), c, tx, back);
         }
         while let Some((msg, _)) = messages.next().await {
             if let netlink_packet_core::NetlinkPayload::InnerMessage(
@@ -105,7 +112,7 @@ async fn watch_once(
             ) = msg.payload
             {
                 if let Some(c) = carrier_of(&l, index) {
-                    apply(iface, carrier.observe(c), c, tx, restart);
+                    apply(iface, carrier.observe(c), c, tx, back);
                 }
             }
         }
@@ -116,7 +123,7 @@ async fn watch_once(
     result
 }
 
-fn apply(iface: &str, action: Action, c: bool, tx: &watch::Sender<WanStatus>, restart: &Notify) {
+fn apply(iface: &str, action: Action, c: bool, tx: &watch::Sender<WanStatus>, back: &OnCableBack) {
     tx.send_if_modified(|s| {
         let changed = s.carrier != Some(c);
         s.carrier = Some(c);
@@ -127,8 +134,8 @@ fn apply(iface: &str, action: Action, c: bool, tx: &watch::Sender<WanStatus>, re
         Action::Present => eprintln!("wan: {iface} has a carrier (cable in)"),
         Action::Lost => eprintln!("wan: {iface} lost its carrier (no cable)"),
         Action::Restored => {
-            eprintln!("wan: {iface} carrier back (cable in); restarting DHCP");
-            restart.notify_one();
+            eprintln!("wan: {iface} carrier back (cable in); {}", back.what);
+            back.restart.notify_one();
         }
     }
 }
