@@ -45,6 +45,27 @@ status_is() {
     done
 }
 wan_acks() { grep -c "DHCPACK(eth0) [0-9.]* $WAN_MAC" "$LAB_DIR/dnsmasq.log" || true; }
+# acks_above N LIMIT: waits up to LIMIT s for upstream to have acked the WAN more than N times.
+acks_above() {
+    local t=0
+    while [ "$(wan_acks)" -le "$1" ]; do
+        sleep 0.5
+        t=$((t + 1))
+        [ $t -lt $(($2 * 2)) ] || return 1
+    done
+}
+# timed_check WHAT LABEL T0 CMD...: check WHAT by CMD; when it holds, the
+# seconds since T0 become the figure LABEL.
+timed_check() {
+    local what=$1 label=$2 t0=$3
+    shift 3
+    if "$@" >/dev/null; then
+        FIGURES+=("$label: $(since "$t0") s")
+        check "$what" true
+    else
+        check "$what" false
+    fi
+}
 # The guest's seconds since boot on the first console line matching $1.
 guest_at() { sed -n "s/^ *[0-9.]* \[ *\([0-9.]*\)\] .*$1.*/\1/p" "$SERIAL" | head -1; }
 
@@ -92,12 +113,8 @@ if up 1; then
     acks=$(wan_acks)
     t0=$(now)
     monitor 'set_link wan off'
-    if status_is '.wan.carrier == false' 10; then
-        FIGURES+=("cable out -> /api/status carrier false: $(since "$t0") s")
-        check "cable out: /api/status shows no carrier within 10 s" true
-    else
-        check "cable out: /api/status shows no carrier within 10 s" false
-    fi
+    timed_check "cable out: /api/status shows no carrier within 10 s" \
+        "cable out -> /api/status carrier false" "$t0" status_is '.wan.carrier == false' 10
     check "cable out: gatewayd logs it" wait_serial 'wan: wan lost its carrier' 10
     page=$(ui_get "$LAB-lan1" $UI "$JAR" / || true)
     check "cable out: the status page says no cable" grep -q 'id="wan">wan: no cable' <<<"$page"
@@ -105,14 +122,8 @@ if up 1; then
     t0=$(now)
     monitor 'set_link wan on'
     check "cable in: gatewayd restarts DHCP" wait_serial 'carrier back (cable in); restarting DHCP' 10
-    t=0
-    while [ "$(wan_acks)" -le "$acks" ] && [ $t -lt 30 ]; do sleep 0.5; t=$((t + 1)); done
-    if [ "$(wan_acks)" -gt "$acks" ]; then
-        FIGURES+=("cable in -> new WAN lease (dnsmasq DHCPACK): $(since "$t0") s")
-        check "cable in: udhcpc gets a lease again within 15 s" true
-    else
-        check "cable in: udhcpc gets a lease again within 15 s" false
-    fi
+    timed_check "cable in: udhcpc gets a lease again within 15 s" \
+        "cable in -> new WAN lease (dnsmasq DHCPACK)" "$t0" acks_above "$acks" 15
     check "cable in: /api/status shows the cable and the address ($wan_ip)" \
         status_is ".wan.carrier == true and .wan.address == \"$wan_ip\"" 15
 else
@@ -136,12 +147,8 @@ if up 2; then
     monitor "netdev_add tap,id=hp,ifname=$tap_hp,script=no,downscript=no"
     t0=$(now)
     monitor "device_add e1000e,netdev=hp,bus=hp0,mac=$HP_MAC,id=hpnic"
-    if wait_serial "net: eth[0-9]* ($HP_MAC) appeared: joins br-lan" 60; then
-        FIGURES+=("hotplugged e1000e -> in br-lan: $(since "$t0") s")
-        check "a port plugged in after boot gets its driver and joins br-lan" true
-    else
-        check "a port plugged in after boot gets its driver and joins br-lan" false
-    fi
+    timed_check "a port plugged in after boot gets its driver and joins br-lan" \
+        "hotplugged e1000e -> in br-lan" "$t0" wait_serial "net: eth[0-9]* ($HP_MAC) appeared: joins br-lan" 60
     check "a client behind the new port gets a lease from the router" ns_lease hp1 hp
 else
     check "router boots again (same disk)" false
@@ -158,9 +165,7 @@ if SWAP_NICS=1 up 3; then
         grep -q "net: wan = eth1 ($WAN_MAC; carrier, DHCP offer from $WAN_NET.1), lan = eth0 -> br-lan" "$SERIAL"
     probe_bounded "boot 3 (swapped)"
     check "the LAN client (on the first NIC) gets a lease from the router" grep -q '^ip=192\.168\.1\.' "$LAB_DIR/lease-lan1"
-    t=0
-    while [ "$(wan_acks)" -le "$acks" ] && [ $t -lt 120 ]; do sleep 0.5; t=$((t + 1)); done
-    check "the router's WAN (second NIC) gets a lease from upstream" test "$(wan_acks)" -gt "$acks"
+    check "the router's WAN (second NIC) gets a lease from upstream" acks_above "$acks" 60
 else
     check "router boots (fresh disk, swapped cabling)" false
 fi

@@ -34,7 +34,16 @@ wait_for 100 sh -c "ip netns exec $LAN ss -ltn | grep -q :8000" || fail "http se
 http() { inns $WAN curl -sS --max-time "$1" http://203.0.113.2:8080/hello.txt 2>&1; }
 # udp PORT: one datagram from the wan host; prints the answer, which must come back from
 # 203.0.113.2:PORT (the socket is connected to it).
-udp() { echo ping | inns $WAN socat -t 1 - UDP4:203.0.113.2:$1 2>/dev/null || true; }
+# Up to three tries, 2 s each: UDP may be lost, and on a busy machine the LAN side's forked
+# answer can take a while.
+udp() {
+    local try got=
+    for try in 1 2 3; do
+        got=$(echo ping | inns $WAN socat -t 2 - UDP4:203.0.113.2:$1 2>/dev/null || true)
+        [ -z "$got" ] || break
+    done
+    echo "$got"
+}
 hup() {
     local n
     n=$(grep -c 'SIGHUP' "$GW_LOG" || true)
