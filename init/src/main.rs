@@ -252,6 +252,7 @@ fn boot_and_run(
     wlan::poll(&wlan_cfg, &mut wlan_state);
     let mut host = Procs::new(rings, console_tty(), settings.failsafe, terminals);
     let mut sup = Supervisor::new(load_services(settings.failsafe));
+    let mut services_text = String::new();
     sup.tick(Instant::now(), &mut host);
     step(&mut steps, "services");
     write_timeline(&steps);
@@ -322,7 +323,7 @@ fn boot_and_run(
             sup.restart("hostapd", now, &mut host);
         }
         sup.tick(now, &mut host);
-        write_services(&sup.services, now);
+        write_services(&sup.services, now, &mut services_text);
     }
 }
 
@@ -543,13 +544,17 @@ impl Gate {
     }
 }
 
-/// Publishes service states for the recovery console (rewritten each wake;
-/// it is a few hundred bytes on tmpfs).
-fn write_services(services: &[Service], now: Instant) {
+/// Publishes service states for the recovery console, when their text changed
+/// (it has a seconds granularity, and the loop can run every 50 ms).
+fn write_services(services: &[Service], now: Instant, last: &mut String) {
     let text: String = services
         .iter()
         .map(|s| supervise::status_line(s, now) + "\n")
         .collect();
+    if text == *last {
+        return;
+    }
+    *last = text.clone();
     let tmp = "/run/gatehouse/services.tmp";
     if std::fs::write(tmp, text).is_ok() {
         let _ = std::fs::rename(tmp, "/run/gatehouse/services");
