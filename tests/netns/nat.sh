@@ -132,7 +132,11 @@ grep -q '^203\.0\.113\.2 .*GET /hello.txt' "$WORK/http.log" || fail "TCP: server
 echo "ok   TCP through NAT, server saw 203.0.113.2"
 
 # ---- UDP ----
-reply=$(echo ping-udp | inns $LAN socat -t 3 - UDP4:203.0.113.1:9000,sourceport=40000)
+# UDP may be lost on a busy test host: up to three tries.
+for _ in 1 2 3; do
+    reply=$(echo ping-udp | inns $LAN socat -t 3 - UDP4:203.0.113.1:9000,sourceport=40000 2>/dev/null || true)
+    [ -z "$reply" ] || break
+done
 [ "$reply" = "ping-udp" ] || fail "UDP: got '$reply'"
 grep -qx '203.0.113.2:40000' "$WORK/udp-peers" || fail "UDP: peers were $(cat "$WORK/udp-peers")"
 echo "ok   UDP echo through NAT, source 203.0.113.2:40000 (port preserved)"
