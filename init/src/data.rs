@@ -2,6 +2,7 @@
 //! boot, mounted at /data. If it cannot be had, /data is a tmpfs so the router
 //! still routes; the console says that nothing will persist.
 
+use crate::ext4_super;
 use crate::log;
 use crate::mounts::mount_one;
 use nix::mount::MsFlags;
@@ -66,17 +67,31 @@ pub fn partition_from_uevent(uevent: &str, partname: &str) -> Option<String> {
         .flatten()
 }
 
-fn has_ext4(dev: &str) -> bool {
-    // ext superblock magic 0xEF53 at byte 1024+56.
+/// The first bytes of the ext superblock, if `dev` has one.
+fn read_superblock(dev: &str) -> Option<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut buf = [0u8; 2];
-    std::fs::File::open(dev)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(1024 + 56))?;
-            f.read_exact(&mut buf)
-        })
-        .map(|_| buf == [0x53, 0xef])
-        .unwrap_or(false)
+    let mut buf = vec![0u8; ext4_super::LEN];
+    let mut f = std::fs::File::open(dev).ok()?;
+    f.seek(SeekFrom::Start(ext4_super::OFFSET)).ok()?;
+    f.read_exact(&mut buf).ok()?;
+    ext4_super::Superblock::new_checked(&buf)
+        .is_some()
+        .then_some(buf)
+}
+
+/// `e2fsck -p` when the superblock asks for it (see ext4_super for why not always).
+fn check(dev: &str, sb: &[u8]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let reason = ext4_super::Superblock::new_checked(sb).and_then(|s| s.fsck_reason(now));
+    match reason {
+        Some(why) => {
+            log!("data: checking {dev} (e2fsck -p): {why}");
+            run("/sbin/e2fsck", &["-p", dev]);
+        }
+        None => log!("data: {dev} was cleanly unmounted; no check due"),
+    }
 }
 
 fn run(cmd: &str, args: &[&str]) -> bool {
@@ -139,7 +154,8 @@ pub fn mount_data() -> bool {
     if let Some(mib) = grown {
         log!("data: partition {dev} grown to {mib} MiB (end of the medium)");
     }
-    if !has_ext4(&dev) {
+    let superblock = read_superblock(&dev);
+    if superblock.is_none() {
         log!("{dev} has no filesystem: creating ext4 (first boot)");
         if !format(&dev) {
             volatile_data();
@@ -151,8 +167,8 @@ pub fn mount_data() -> bool {
         if run("/sbin/resize2fs", &[&dev]) {
             log!("data: filesystem on {dev} resized");
         }
-    } else {
-        run("/sbin/e2fsck", &["-p", &dev]);
+    } else if let Some(sb) = &superblock {
+        check(&dev, sb);
     }
     let mut mounted = mount_ext4(&dev);
     if mounted.is_ok() && std::path::Path::new(RESET_MARKER).exists() {

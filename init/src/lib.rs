@@ -7,6 +7,7 @@ pub mod clock;
 pub mod console;
 pub mod data;
 pub mod dhcp_probe;
+pub mod ext4_super;
 pub mod grow;
 pub mod health;
 pub mod hotplug;

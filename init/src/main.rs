@@ -143,11 +143,14 @@ fn rescue(
     process::kill_terminals(&terminals, CONSOLE_PROGRAM);
     let mut host = Procs::new(rings, console_tty(), false, terminals);
     let mut wd = watchdog::timeout_from_cmdline(cmdline).and_then(Watchdog::open);
-    let trial = slot.as_ref().is_some_and(|b| {
-        matches!(
-            update_record::classify(store.pending(), store.last().as_ref(), b),
-            BootKind::Trial(_)
-        )
+    // Only a trial known from /data counts: if the error came before /data was
+    // mounted, the console stays up (GRUB's try counter still guards the slot
+    // once the owner reboots).
+    let trial = slot.as_ref().and_then(|b| {
+        match update_record::classify(store.pending(), store.last().as_ref(), b) {
+            BootKind::Trial(p) => Some(p),
+            _ => None,
+        }
     });
     let console: Vec<_> = services::parse(FALLBACK_SERVICES, "built-in services")
         .unwrap_or_default()
@@ -155,8 +158,14 @@ fn rescue(
         .filter(|s| s.tty.is_some())
         .collect();
     let mut sup = Supervisor::new(console);
-    if trial {
+    if let Some(p) = trial {
         log!("init: this is a trial boot; rebooting so the bootloader falls back");
+        // The slot we fall back to reports why; without this it could only
+        // say that the new slot never reported healthy.
+        let reason = format!("init hit a fatal error: {why}");
+        if let Err(e) = store.set_last(&Last::rolled_back(&p, reason, now_unix())) {
+            log!("update: cannot record the failure: {e}");
+        }
         if let Some(b) = &slot {
             rauc::mark_booted_bad(b);
         }
@@ -257,14 +266,21 @@ fn boot_and_run(
     step(&mut steps, "services");
     write_timeline(&steps);
     let mut wd = watchdog::timeout_from_cmdline(cmdline).and_then(Watchdog::open);
-    // A fault-injection knob for the QEMU test of the fatal-error path.
-    let inject_panic = cmdline
+    // Fault-injection knobs for the QEMU tests of the fatal-error path:
+    // "panic" once a boot is healthy, "panic-on-trial" as soon as the services
+    // of a trial boot are started (it stays inert on every other boot, so the
+    // slot fallen back to boots with the same command line).
+    let inject = cmdline
         .split_whitespace()
-        .any(|w| w == "gatehouse.inject=panic");
+        .find_map(|w| w.strip_prefix("gatehouse.inject="))
+        .unwrap_or_default();
 
     loop {
-        if inject_panic && gate.done {
+        if inject == "panic" && gate.done {
             panic!("gatehouse.inject=panic on the kernel command line");
+        }
+        if inject == "panic-on-trial" && matches!(gate.kind, BootKind::Trial(_)) && !gate.done {
+            panic!("gatehouse.inject=panic-on-trial on the kernel command line");
         }
         if let Some(w) = wd.as_mut() {
             w.pet();

@@ -5,7 +5,7 @@
 #
 #   tests/update/update-qemu.sh IMAGE [TEST...]
 #
-# TEST: happy broken-gatewayd power-cut kernel-panic bad-bundles schema (default: all).
+# TEST: happy broken-gatewayd power-cut kernel-panic init-panic bad-bundles schema (default: all).
 # The bundles are made from the image build's root tree (OUT/rootfs) with
 # scripts/bundle and the same signing keys as the image; the WAN namespace
 # serves them over HTTP. Prints the figures (bundle size, install time, time
@@ -13,7 +13,7 @@
 set -euo pipefail
 IMAGE=$(realpath "${1:?usage: update-qemu.sh IMAGE [TEST...]}")
 shift
-TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic bad-bundles schema}")
+TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic init-panic bad-bundles schema}")
 read -ra TESTS <<<"${TESTS[*]}"
 HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -337,6 +337,38 @@ test_schema() {
     stop_router
 }
 
+# --- 7. fatal error in B's PID 1: init reboots to A itself ---------------------------------
+test_init_panic() {
+    echo "=== 7. B's init hits a fatal error in its trial boot: it marks B bad and reboots to A"
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return; }
+    local state t0
+    post /update/url --data-urlencode "url=$SRV/good.raucb" >/dev/null
+    state=$(wait_install 600) || true
+    check "the bundle installs" jq -e '.pending.to_slot == "B"' <<<"$state"
+    reboot_router || true
+    # Set while the machine is off: the knob panics init only in a trial boot,
+    # so A boots normally afterwards with the same command line.
+    grubenv_set extra_cmdline=gatehouse.inject=panic-on-trial
+    t0=$(now)
+    boot_router 2
+    check "the trial boot is slot B" wait_serial 'rauc.slot=B' "$BOOT_TIMEOUT"
+    check "B's PID 1 catches the fatal error" \
+        wait_serial 'init: fatal error: gatehouse.inject=panic-on-trial' "$BOOT_TIMEOUT"
+    check "init knows it is a trial boot and reboots" \
+        wait_serial 'this is a trial boot; rebooting so the bootloader falls back' 30
+    check "B reboots by itself (services stopped, no kernel panic)" wait_qemu_exit 90
+    check "no kernel panic on the way" bash -c "! grep -q 'Kernel panic' '$SERIAL'"
+    check "grubenv: B marked bad by its own init (B_OK=0)" grubenv_has 'B_OK=0'
+    up 3 || { check "router comes back" false; return; }
+    FIGURES+=("roll back (init fatal error), reboot to A serving: $(since "$t0") s")
+    rolled_back_checks "init fatal error" "init hit a fatal error: gatehouse.inject=panic-on-trial"
+    check "A stays up with the knob on its command line (not a trial)" \
+        bash -c "grep -q 'gatehouse.inject=panic-on-trial' '$SERIAL' && ! grep -q 'init: fatal error' '$SERIAL'"
+    stop_router
+    grubenv_set extra_cmdline=
+}
+
 for t in "${TESTS[@]}"; do
     # A test that gave up early may have left its QEMU running on the lab's taps.
     [ -z "${QEMU_PID:-}" ] || stop_router
@@ -347,6 +379,7 @@ for t in "${TESTS[@]}"; do
     kernel-panic) test_kernel_panic ;;
     bad-bundles) test_bad_bundles ;;
     schema) test_schema ;;
+    init-panic) test_init_panic ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
     esac
 done
