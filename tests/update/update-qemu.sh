@@ -5,7 +5,7 @@
 #
 #   tests/update/update-qemu.sh IMAGE [TEST...]
 #
-# TEST: happy broken-gatewayd power-cut kernel-panic init-panic bad-bundles schema (default: all).
+# TEST: happy broken-gatewayd power-cut kernel-panic bad-bundles schema init-panic (default: all).
 # The bundles are made from the image build's root tree (OUT/rootfs) with
 # scripts/bundle and the same signing keys as the image; the WAN namespace
 # serves them over HTTP. Prints the figures (bundle size, install time, time
@@ -13,7 +13,7 @@
 set -euo pipefail
 IMAGE=$(realpath "${1:?usage: update-qemu.sh IMAGE [TEST...]}")
 shift
-TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic init-panic bad-bundles schema}")
+TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic bad-bundles schema init-panic}")
 read -ra TESTS <<<"${TESTS[*]}"
 HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
