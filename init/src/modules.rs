@@ -34,8 +34,17 @@ pub const FILESYSTEMS: &[&str] = &[
 
 /// Loads `names` in one modprobe call; false if any failed.
 pub fn load(names: &[&str]) -> bool {
+    // The initramfs usually loaded them already: skip the exec then.
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|m| !std::path::Path::new("/sys/module").join(m).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
     let mut args = vec!["-a"];
-    args.extend(names);
+    args.extend(&missing);
     let ok = modprobe(&args);
     if !ok {
         log!("modules: some of {names:?} failed to load");

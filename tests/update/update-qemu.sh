@@ -235,6 +235,8 @@ test_power_cut() {
     check "grubenv still boots A first; B is marked bad" grubenv_has 'ORDER=A B' 'B_OK=0'
     up 2 || { check "router boots after the power cut" false; return; }
     check "the next boot is A" grep -q 'rauc.slot=A' "$SERIAL"
+    check "/data was left unclean by the power cut: e2fsck -p runs" \
+        grep -q 'data: checking /dev/[a-z0-9]* (e2fsck -p): the journal needs recovery' "$SERIAL"
     check "A is healthy and confirmed" wait_serial 'slot A confirmed good' 120
     state=$(api || true)
     check "no half-done update is pending" jq -e '.pending == null' <<<"$state"
