@@ -100,17 +100,24 @@ pub struct StatsView {
 }
 
 impl StatsView {
+    /// Packets dropped, per reason (the field name without `drop_`).
+    pub fn drops(&self) -> [(&'static str, u64); 9] {
+        [
+            ("no_wan_address", self.drop_no_wan_address),
+            ("truncated", self.drop_truncated),
+            ("malformed", self.drop_malformed),
+            ("fragment", self.drop_fragment),
+            ("unsupported", self.drop_unsupported),
+            ("no_mapping", self.drop_no_mapping),
+            ("filtered", self.drop_filtered),
+            ("not_for_us", self.drop_not_for_us),
+            ("ports_exhausted", self.drop_ports_exhausted),
+        ]
+    }
+
     /// Every packet dropped, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.drop_no_wan_address
-            + self.drop_truncated
-            + self.drop_malformed
-            + self.drop_fragment
-            + self.drop_unsupported
-            + self.drop_no_mapping
-            + self.drop_filtered
-            + self.drop_not_for_us
-            + self.drop_ports_exhausted
+        self.drops().iter().map(|(_, n)| n).sum()
     }
 }
 

@@ -4,6 +4,10 @@
 //! the form field `csrf` of a url-encoded form, or, for a multipart upload (whose body is
 //! streamed to disk, never read ahead here), the query parameter `?csrf=`. The login and
 //! setup forms use a short-lived pre-session token in a cookie of its own (double submit).
+//!
+//! A scraper has no session: `GET /metrics` also takes HTTP Basic credentials (user
+//! `admin`, the admin password), checked like a login and counted against the same
+//! per-address throttle.
 
 use super::session::{same, LoginError, SESSION_MAX};
 use super::AppState;
@@ -13,14 +17,18 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use base64::Engine as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const SESSION_COOKIE: &str = "gh_session";
 const PRE_COOKIE: &str = "gh_pre";
 /// Form posts are small; anything bigger must say its token in the header.
 const MAX_FORM: usize = 64 << 10;
+/// The one user name HTTP Basic credentials may carry.
+const BASIC_USER: &str = "admin";
+const BASIC_CHALLENGE: &str = "Basic realm=\"gatehouse\"";
 
 /// What the middleware learned about the caller, for handlers that render forms.
 #[derive(Debug, Clone)]
@@ -48,11 +56,87 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/login" | "/setup")
 }
 
+/// Routes a machine reads without a session, with HTTP Basic credentials instead.
+fn takes_basic(path: &str) -> bool {
+    path == "/metrics"
+}
+
+/// 401 asking for Basic credentials.
+fn basic_challenge(msg: &'static str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, BASIC_CHALLENGE)],
+        msg,
+    )
+        .into_response()
+}
+
 fn unauthorized(path: &str, has_password: bool) -> Response {
-    if path.starts_with("/api/") || path == "/metrics" {
+    if takes_basic(path) {
+        return basic_challenge("log in first, or send Basic credentials (user admin)\n");
+    }
+    if path.starts_with("/api/") {
         return (StatusCode::UNAUTHORIZED, "log in first (POST /login)\n").into_response();
     }
     Redirect::to(if has_password { "/login" } else { "/setup" }).into_response()
+}
+
+/// Seconds to announce in `Retry-After` for a throttled login.
+fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs().max(1)
+}
+
+/// The (user, password) of an `Authorization: Basic` header, if it is one and decodes.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, b64) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, pw) = text.split_once(':')?;
+    Some((user.to_string(), pw.to_string()))
+}
+
+/// Checks Basic credentials from `peer` as a login would: the same argon2 check (off the
+/// async workers) and the same per-address throttle. Err is the answer to send.
+async fn basic_login(
+    st: &AppState,
+    peer: Option<SocketAddr>,
+    user: &str,
+    pw: String,
+) -> Result<(), Response> {
+    let Some(peer) = peer else {
+        // Without the peer's address the throttle cannot hold: never check a password.
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, "no peer address\n").into_response());
+    };
+    if user != BASIC_USER {
+        return Err(basic_challenge("wrong user or password\n"));
+    }
+    let auth = st.shared.auth.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || auth.verify(peer.ip(), &pw, Instant::now())).await;
+    match checked {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(LoginError::WrongPassword)) => Err(basic_challenge("wrong user or password\n")),
+        Ok(Err(LoginError::NoPassword)) => Err(basic_challenge(
+            "no admin password yet: set one at /setup\n",
+        )),
+        Ok(Err(LoginError::Throttled(wait))) => Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_secs(wait).to_string())],
+            "too many attempts; try again later\n",
+        )
+            .into_response()),
+        Err(e) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("login check: {e}\n"),
+        )
+            .into_response()),
+    }
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {
@@ -68,8 +152,9 @@ fn query_field(query: &str, name: &str) -> Option<String> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
-/// Lets public pages through; everything else needs a live session, and a request that
-/// changes anything needs the session's CSRF token too.
+/// Lets public pages through; everything else needs a live session (or, for a read of a
+/// `takes_basic` route, Basic credentials), and a request that changes anything needs the
+/// session's CSRF token too.
 pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if is_public(&path) {
@@ -80,6 +165,20 @@ pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Re
     let Some((token, csrf)) =
         cookie(req.headers(), SESSION_COOKIE).and_then(|t| auth.session(&t, now).map(|c| (t, c)))
     else {
+        let read = matches!(*req.method(), Method::GET | Method::HEAD);
+        if let Some((user, pw)) =
+            basic_credentials(req.headers()).filter(|_| read && takes_basic(&path))
+        {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            // No SessionInfo: these routes render no forms and change nothing.
+            return match basic_login(&st, peer, &user, pw).await {
+                Ok(()) => next.run(req).await,
+                Err(r) => r,
+            };
+        }
         return unauthorized(&path, auth.has_password());
     };
     let mut req = req;
@@ -251,7 +350,7 @@ pub async fn login_submit(
             StatusCode::UNAUTHORIZED,
         ),
         Err(LoginError::Throttled(wait)) => {
-            let secs = wait.as_secs().max(1);
+            let secs = retry_secs(wait);
             let mut r = login_page(
                 &st,
                 false,

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod logs;
+pub mod metrics;
 pub mod session;
 pub(crate) mod status;
 pub mod traffic;
@@ -41,7 +42,8 @@ pub struct AppState {
     pub shared: Shared,
 }
 
-/// Every route; all but /login and /setup sit behind `auth::require`.
+/// Every route; all but /login and /setup sit behind `auth::require` (which lets a
+/// scraper read /metrics with HTTP Basic credentials instead of a session).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/login", get(auth::login_form).post(auth::login_submit))
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status::page))
         .route("/api/status", get(status::json))
         .route("/api/nat", get(status::nat_json))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/traffic", get(traffic::series))
         .route("/api/traffic/top", get(traffic::top))
         .route("/api/traffic/summary", get(traffic::summary))

@@ -96,7 +96,11 @@ pub fn format_duration(secs: u64) -> String {
 
 pub use crate::dhcp::lease_store::format_mac;
 
-fn collect(state: &AppState) -> StatusJson {
+/// The span of the status page's busiest devices (and of `/metrics`' per-device bytes).
+const DAY_MS: u64 = 86_400_000;
+
+/// Everything the status page and `/api/status` show (and `/metrics` counts), read once.
+pub(super) fn collect(state: &AppState) -> StatusJson {
     let cfg = &state.ctx.config;
     let leases = state
         .shared
@@ -169,17 +173,7 @@ pub async fn page(
 fn traffic_view(state: &AppState, leases: &[LeaseRow]) -> (String, String, String, Vec<TalkerRow>) {
     let t = &state.shared.traffic;
     let now = crate::clock::unix_ms();
-    let (stats, top) = {
-        let h = t.history();
-        let top = h.top(
-            None,
-            traffic_history::GroupBy::Client,
-            now.saturating_sub(86_400_000),
-            now,
-            10,
-        );
-        (h.stats(), top)
-    };
+    let (stats, top) = history_day(t, now, 10);
     let memory = format!(
         "{} of {}",
         format_bytes(stats.memory_bytes as u64),
@@ -208,6 +202,24 @@ fn traffic_view(state: &AppState, leases: &[LeaseRow]) -> (String, String, Strin
         })
         .collect();
     (memory, reach, capture, talkers)
+}
+
+/// The history's stats and the (at most `n`) devices that moved the most bytes over the
+/// day before `now_ms`, busiest first, read under one lock.
+pub(super) fn history_day(
+    t: &crate::traffic::Traffic,
+    now_ms: u64,
+    n: usize,
+) -> (traffic_history::Stats, Vec<traffic_history::Talker>) {
+    let h = t.history();
+    let top = h.top(
+        None,
+        traffic_history::GroupBy::Client,
+        now_ms.saturating_sub(DAY_MS),
+        now_ms,
+        n,
+    );
+    (h.stats(), top)
 }
 
 pub async fn json(State(state): State<AppState>) -> Json<StatusJson> {
