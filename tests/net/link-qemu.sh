@@ -12,6 +12,9 @@
 #    client behind it gets a lease.
 # 3. fresh disk, cabling swapped (LAN segment on the first NIC): the auto rule
 #    still picks the port with the DHCP server, eth1.
+# 4. that disk with [wan] port = the WAN NIC's MAC and [lan] ports = the LAN
+#    NIC's, booted without the WAN NIC: no WAN; the NIC hot-added later is
+#    renamed wan, gets an upstream lease, and LAN clients reach the WAN.
 # Prints the probe times and "N passed, N failed".
 set -euo pipefail
 IMAGE=$(realpath "${1:?usage: link-qemu.sh IMAGE}")
@@ -32,6 +35,7 @@ HP_MAC=52:54:00:6a:01:03
 UI=http://192.168.1.1
 JAR=$LAB_DIR/cookies
 WAN_MAC=52:54:00:6a:01:01
+LAN_MAC=52:54:00:6a:01:02
 FIGURES=()
 
 status() { ui_get "$LAB-lan1" $UI "$JAR" /api/status 2>/dev/null; }
@@ -166,8 +170,43 @@ if SWAP_NICS=1 up 3; then
     probe_bounded "boot 3 (swapped)"
     check "the LAN client (on the first NIC) gets a lease from the router" grep -q '^ip=192\.168\.1\.' "$LAB_DIR/lease-lan1"
     check "the router's WAN (second NIC) gets a lease from upstream" acks_above "$acks" 60
+    # For boot 4: the WAN named by MAC, the LAN kept to its own port.
+    wait_serial 'Power off' 60 || true
+    console_do 7 'Leave the shell' 20 || true
+    console_do "printf '[wan]\\nport = \"$WAN_MAC\"\\n\\n[lan]\\nports = [\"$LAN_MAC\"]\\n' >/data/gatehouse.toml; sync; exit" 'Choice' 20 || true
 else
     check "router boots (fresh disk, swapped cabling)" false
+fi
+stop_router
+
+# --- 4. the WAN port appears after boot ---------------------------------------------------
+echo "=== 4. same disk, [wan] port names a NIC that is plugged in after boot"
+acks=$(wan_acks)
+if NO_WAN_NIC=1 up 4; then
+    check "the named WAN port is absent at boot: no WAN, the LAN port in br-lan" \
+        grep -q 'net: wan = none, lan = eth0 -> br-lan' "$SERIAL"
+    check "the LAN client gets a lease with no WAN" grep -q '^ip=192\.168\.1\.' "$LAB_DIR/lease-lan1"
+    # The WAN segment's NIC, in the PCIe hotplug slot (virtio-net: its driver is loaded).
+    monitor "netdev_add tap,id=wan2,ifname=$tap_wan,script=no,downscript=no"
+    t0=$(now)
+    monitor "device_add virtio-net-pci,netdev=wan2,bus=hp0,mac=$WAN_MAC,id=wannic"
+    timed_check "the port plugged in after boot becomes the WAN (renamed wan)" \
+        "hotplugged WAN NIC -> wan" "$t0" wait_serial "net: eth[0-9]* ($WAN_MAC) appeared: it is the WAN (wan)" 60
+    timed_check "gatewayd's DHCP client gets the late WAN a lease from upstream" \
+        "hotplugged WAN NIC -> upstream lease" "$t0" acks_above "$acks" 90
+    late_wan_fetch() {
+        local body try
+        for try in 1 2 3 4 5 6; do
+            body=$(lab_fenced lan1 curl -sS --max-time 10 http://www.gatehouse.test/ 2>&1 || true)
+            grep -q "hello from wan" <<<"$body" && return 0
+            sleep 5
+        done
+        echo "$body" >&2
+        return 1
+    }
+    check "the LAN client reaches the WAN through the late port" late_wan_fetch
+else
+    check "router boots without its WAN NIC" false
 fi
 stop_router
 
