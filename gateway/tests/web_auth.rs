@@ -36,6 +36,7 @@ fn lab(tag: &str) -> Lab {
 struct Reply {
     status: StatusCode,
     location: Option<String>,
+    retry_after: Option<String>,
     cookies: Vec<String>,
     body: String,
 }
@@ -81,6 +82,10 @@ async fn call(
         .headers()
         .get(header::LOCATION)
         .map(|v| v.to_str().unwrap().to_string());
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_string());
     let cookies = resp
         .headers()
         .get_all(header::SET_COOKIE)
@@ -93,6 +98,7 @@ async fn call(
     Reply {
         status,
         location,
+        retry_after,
         cookies,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
@@ -365,4 +371,208 @@ async fn every_post_needs_the_csrf_token() {
     // Login itself needs its pre-session token.
     let r = call(&l.app, "POST", "/login", "", "password=longenough", &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+/// Logs in with `pw` through the login form; the session cookie, or the refusal's status.
+async fn log_in(app: &Router, pw: &str) -> Result<String, StatusCode> {
+    let pre = pre_token(app, "/login").await;
+    let r = call(
+        app,
+        "POST",
+        "/login",
+        &format!("gh_pre={pre}"),
+        &format!("csrf={pre}&password={pw}"),
+        &[],
+    )
+    .await;
+    match r.status {
+        StatusCode::SEE_OTHER => Ok(format!("gh_session={}", r.cookie("gh_session").unwrap())),
+        s => Err(s),
+    }
+}
+
+/// POST /password from `session` with its CSRF token.
+async fn change_password(
+    app: &Router,
+    session: &str,
+    current: &str,
+    new: &str,
+    again: &str,
+) -> Reply {
+    let csrf = csrf_of(app, session).await;
+    call(
+        app,
+        "POST",
+        "/password",
+        session,
+        &format!("csrf={csrf}&current={current}&password={new}&again={again}"),
+        &[],
+    )
+    .await
+}
+
+async fn status_of(app: &Router, session: &str) -> StatusCode {
+    call(app, "GET", "/api/status", session, "", &[])
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn password_page_needs_a_session_and_the_csrf_token() {
+    let l = lab("pw-gate");
+    let session = set_up(&l.app, "longenough").await;
+    let r = call(&l.app, "GET", "/password", "", "", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location.as_deref(), Some("/login"));
+    let r = call(
+        &l.app,
+        "POST",
+        "/password",
+        "",
+        "current=longenough&password=newsecret1&again=newsecret1",
+        &[],
+    )
+    .await;
+    assert_eq!(r.location.as_deref(), Some("/login"), "{}", r.body);
+    // With a session but without (or with a wrong) CSRF token: refused, nothing changed.
+    for body in [
+        "current=longenough&password=newsecret1&again=newsecret1",
+        "csrf=wrong&current=longenough&password=newsecret1&again=newsecret1",
+    ] {
+        let r = call(&l.app, "POST", "/password", &session, body, &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}");
+    }
+    assert_eq!(
+        log_in(&l.app, "newsecret1").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    assert!(log_in(&l.app, "longenough").await.is_ok());
+    // The form: labelled fields, the autocomplete hints, the session's token; and the
+    // status page links to it.
+    let csrf = csrf_of(&l.app, &session).await;
+    let page = call(&l.app, "GET", "/password", &session, "", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for needle in [
+        r#"<label for="current">"#,
+        r#"<label for="password">"#,
+        r#"<label for="again">"#,
+        r#"id="current" name="current" type="password" autocomplete="current-password""#,
+        r#"id="password" name="password" type="password" autocomplete="new-password""#,
+        r#"id="again" name="again" type="password" autocomplete="new-password""#,
+        &format!(r#"name="csrf" value="{csrf}""#),
+        r#"method="post" action="/password""#,
+    ] {
+        assert!(page.body.contains(needle), "{needle} not in {}", page.body);
+    }
+    assert!(!page.body.contains("Password changed"));
+    let index = call(&l.app, "GET", "/", &session, "", &[]).await;
+    assert!(index.body.contains(r#"href="/password""#), "{}", index.body);
+}
+
+#[tokio::test]
+async fn password_change_refusals_change_nothing() {
+    let l = lab("pw-refuse");
+    let session = set_up(&l.app, "longenough").await;
+    let r = change_password(&l.app, &session, "notmypass", "newsecret1", "newsecret1").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("current password is wrong"), "{}", r.body);
+    let r = change_password(&l.app, &session, "longenough", "newsecret1", "newsecret2").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("differ"), "{}", r.body);
+    let r = change_password(&l.app, &session, "longenough", "short", "short").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("at least 8"), "{}", r.body);
+    // The form is back, with a fresh token field but none of the passwords.
+    assert!(r.body.contains(r#"action="/password""#), "{}", r.body);
+    for pw in [
+        "notmypass",
+        "longenough",
+        "newsecret1",
+        "newsecret2",
+        "value=\"short\"",
+    ] {
+        assert!(!r.body.contains(pw), "{pw} echoed");
+    }
+    assert_eq!(
+        log_in(&l.app, "newsecret1").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    assert!(log_in(&l.app, "longenough").await.is_ok());
+    assert_eq!(status_of(&l.app, &session).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn password_change_keeps_this_session_and_ends_the_others() {
+    let l = lab("pw-ok");
+    let mine = set_up(&l.app, "longenough").await;
+    let other = log_in(&l.app, "longenough").await.unwrap();
+    assert_eq!(status_of(&l.app, &other).await, StatusCode::OK);
+    let r = change_password(&l.app, &mine, "longenough", "newsecret1", "newsecret1").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location.as_deref(), Some("/password?changed=1"));
+    let page = call(&l.app, "GET", "/password?changed=1", &mine, "", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Password changed"), "{}", page.body);
+    assert!(!page.body.contains("newsecret1"));
+    assert_eq!(status_of(&l.app, &mine).await, StatusCode::OK);
+    assert_eq!(status_of(&l.app, &other).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        log_in(&l.app, "longenough").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    let fresh = log_in(&l.app, "newsecret1").await.unwrap();
+    assert_eq!(status_of(&l.app, &fresh).await, StatusCode::OK);
+    // Stored as a hash, atomically replaced (no temp file left), and kept over a restart.
+    let stored = std::fs::read_to_string(l.dir.join("ui/admin-password")).unwrap();
+    assert!(stored.starts_with("$argon2id$") && !stored.contains("newsecret1"));
+    assert!(!l.dir.join("ui/.admin-password.tmp").exists());
+    let ip = "192.168.1.10".parse().unwrap();
+    let reopened = Auth::open(&l.dir);
+    assert_eq!(
+        reopened.verify(ip, "newsecret1", std::time::Instant::now()),
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_meet_the_login_throttle() {
+    let l = lab("pw-throttle");
+    let session = set_up(&l.app, "longenough").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = change_password(&l.app, &session, "guessing", "newsecret1", "newsecret1").await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses[0], StatusCode::BAD_REQUEST);
+    assert_eq!(
+        *statuses.last().unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{statuses:?}"
+    );
+    // Locked out: even the right current password is not checked, and the login from the
+    // same address is locked too (one throttle). The answer is the login's.
+    let r = change_password(&l.app, &session, "longenough", "newsecret1", "newsecret1").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("Too many attempts"), "{}", r.body);
+    assert!(r.retry_after.is_some());
+    let pre = pre_token(&l.app, "/login").await;
+    let login = call(
+        &l.app,
+        "POST",
+        "/login",
+        &format!("gh_pre={pre}"),
+        &format!("csrf={pre}&password=longenough"),
+        &[],
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(login.retry_after.is_some());
+    // The session itself was not touched, and the password did not change.
+    assert_eq!(status_of(&l.app, &session).await, StatusCode::OK);
+    let ip = "192.168.1.10".parse().unwrap();
+    let reopened = Auth::open(&l.dir);
+    assert_eq!(
+        reopened.verify(ip, "longenough", std::time::Instant::now()),
+        Ok(())
+    );
 }

@@ -82,8 +82,21 @@ fn unauthorized(path: &str, has_password: bool) -> Response {
 }
 
 /// Seconds to announce in `Retry-After` for a throttled login.
-fn retry_secs(wait: Duration) -> u64 {
+pub(super) fn retry_secs(wait: Duration) -> u64 {
     wait.as_secs().max(1)
+}
+
+/// What a page shows when its password check is throttled.
+pub(super) fn throttled_message(secs: u64) -> String {
+    format!("Too many attempts; try again in {secs} s.")
+}
+
+/// `r` with `Retry-After: secs`.
+pub(super) fn with_retry_after(mut r: Response, secs: u64) -> Response {
+    if let Ok(v) = secs.to_string().parse() {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// The (user, password) of an `Authorization: Basic` header, if it is one and decodes.
@@ -290,7 +303,7 @@ fn logged_in(st: &AppState) -> Response {
         .into_response()
 }
 
-fn parse_form(body: &[u8]) -> HashMap<String, String> {
+pub(super) fn parse_form(body: &[u8]) -> HashMap<String, String> {
     serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
@@ -351,16 +364,13 @@ pub async fn login_submit(
         ),
         Err(LoginError::Throttled(wait)) => {
             let secs = retry_secs(wait);
-            let mut r = login_page(
+            let r = login_page(
                 &st,
                 false,
-                Some(format!("Too many attempts; try again in {secs} s.")),
+                Some(throttled_message(secs)),
                 StatusCode::TOO_MANY_REQUESTS,
             );
-            if let Ok(v) = secs.to_string().parse() {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
+            with_retry_after(r, secs)
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod logs;
 pub mod metrics;
+pub mod password;
 pub mod session;
 pub(crate) mod status;
 pub mod traffic;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/setup", get(auth::setup_form).post(auth::setup_submit))
         .route("/logout", post(auth::logout))
         .route("/api/session", get(auth::session_json))
+        .route("/password", get(password::form).post(password::change))
         .route("/", get(status::page))
         .route("/api/status", get(status::json))
         .route("/api/nat", get(status::nat_json))

@@ -65,6 +65,9 @@ struct Failures {
 pub struct Auth {
     path: PathBuf,
     hash: Mutex<Option<String>>,
+    /// Held while the password file is replaced, so two changes at once cannot interleave
+    /// their writes (the temp file's name is fixed) or leave memory and disk disagreeing.
+    store: Mutex<()>,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
 }
@@ -80,6 +83,7 @@ impl Auth {
         Self {
             path,
             hash: Mutex::new(hash),
+            store: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
@@ -105,6 +109,24 @@ impl Auth {
 
     /// Hashes and stores a new password, and ends every session.
     pub fn set_password(&self, pw: &str) -> std::io::Result<()> {
+        self.store_password(pw)?;
+        if let Ok(mut s) = self.sessions.lock() {
+            s.clear();
+        }
+        Ok(())
+    }
+
+    /// Hashes and stores a new password, and ends every session but `keep` (the one that
+    /// made the change). Returns how many sessions were ended.
+    pub fn change_password(&self, pw: &str, keep: &str) -> std::io::Result<usize> {
+        self.store_password(pw)?;
+        Ok(self.end_other_sessions(keep))
+    }
+
+    /// Hashes `pw` (argon2id, random salt) and replaces the stored hash: the file
+    /// atomically (temp file, fsync, rename, fsync of the directory), then the copy in
+    /// memory. Sessions are left alone.
+    fn store_password(&self, pw: &str) -> std::io::Result<()> {
         let salt_bytes: [u8; 16] = rand::random();
         let salt = SaltString::encode_b64(&salt_bytes)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -112,14 +134,12 @@ impl Auth {
             .hash_password(pw.as_bytes(), &salt)
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .to_string();
+        let _writing = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         crate::atomic_file::write(dir, &self.path, format!("{phc}\n").as_bytes())?;
         if let Ok(mut h) = self.hash.lock() {
             *h = Some(phc);
-        }
-        if let Ok(mut s) = self.sessions.lock() {
-            s.clear();
         }
         Ok(())
     }
@@ -200,6 +220,14 @@ impl Auth {
         if let Ok(mut s) = self.sessions.lock() {
             s.remove(token);
         }
+    }
+
+    /// Ends every session but `keep` (which may not exist); returns how many were ended.
+    pub fn end_other_sessions(&self, keep: &str) -> usize {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let before = s.len();
+        s.retain(|k, _| same(k, keep));
+        before - s.len()
     }
 }
 
@@ -294,6 +322,39 @@ mod tests {
         let (tok, _) = a.start_session(t0);
         a.set_password("another secret").unwrap();
         assert!(a.session(&tok, t0).is_none());
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_change_keeps_only_the_changing_session() {
+        let d = dir("chg");
+        let a = Auth::open(&d);
+        a.set_password("correct horse").unwrap();
+        let t0 = Instant::now();
+        let (mine, my_csrf) = a.start_session(t0);
+        let (other, _) = a.start_session(t0);
+        let (third, _) = a.start_session(t0);
+        assert_eq!(a.change_password("battery staple", &mine).unwrap(), 2);
+        assert_eq!(a.session(&mine, t0).as_deref(), Some(my_csrf.as_str()));
+        assert!(a.session(&other, t0).is_none());
+        assert!(a.session(&third, t0).is_none());
+        let ip: IpAddr = "192.168.1.10".parse().unwrap();
+        assert_eq!(a.verify(ip, "battery staple", t0), Ok(()));
+        assert_eq!(
+            a.verify(ip, "correct horse", t0),
+            Err(LoginError::WrongPassword)
+        );
+        // On disk too, and no temp file left behind.
+        assert_eq!(Auth::open(&d).verify(ip, "battery staple", t0), Ok(()));
+        let names: Vec<_> = std::fs::read_dir(d.join("ui"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["admin-password"], "{names:?}");
+        // Keeping a token that is not a session ends them all.
+        a.start_session(t0);
+        assert_eq!(a.end_other_sessions("nope"), 2);
+        assert!(a.session(&mine, t0).is_none());
         std::fs::remove_dir_all(&d).ok();
     }
 
