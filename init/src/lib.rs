@@ -17,6 +17,7 @@ pub mod logring;
 pub mod modules;
 pub mod mounts;
 pub mod net;
+pub mod prefetch;
 pub mod process;
 pub mod rauc;
 pub mod services;

@@ -14,8 +14,8 @@ use init::supervise::{self, Service, Supervisor};
 use init::update_record::{self, BootKind, Last, Store};
 use init::watchdog::{self, Watchdog};
 use init::{
-    bootslot, clock, data, hotplug, lan_probe, log, modules, mounts, net, rauc, settings, shutdown,
-    sysctl, wlan,
+    bootslot, clock, data, hotplug, lan_probe, log, modules, mounts, net, prefetch, rauc, settings,
+    shutdown, sysctl, wlan,
 };
 
 use nix::sys::reboot::RebootMode;
@@ -198,14 +198,20 @@ fn boot_and_run(
     cmdline: &str,
     mut steps: Vec<Step>,
 ) {
-    // Modules load while /data is checked and mounted: both are slow. Only the
-    // filesystems those mounts need come first; the network needs the rest.
+    // Modules load while /data is checked and mounted, and the image's list
+    // while the network comes up. Only the filesystems those mounts need come
+    // first (the initramfs has usually loaded them); the network waits for the
+    // NIC drivers and the bridge, the services for the rest.
     modules::load(modules::FILESYSTEMS);
-    let loading = std::thread::spawn(|| {
-        modules::load_fixed_list();
+    let (coldplugged, coldplug_done) = std::sync::mpsc::channel();
+    let loading = std::thread::spawn(move || {
+        modules::load(modules::NETWORK);
         modules::coldplug();
+        let _ = coldplugged.send(log::since_boot());
+        modules::load_fixed_list();
         log::since_boot()
     });
+    prefetch::start(services::IMAGE_FILE);
     data::mount_data();
     data::link_partlabels();
     if let Err(e) = bootslot::mount_esp() {
@@ -214,10 +220,21 @@ fn boot_and_run(
     clock::at_boot();
     machine_id();
     step(&mut steps, "mounts");
-    let t = loading.join().unwrap_or_else(|_| log::since_boot());
-    steps.push(Step("modules".into(), t));
+    let t = coldplug_done.recv().unwrap_or_else(|_| log::since_boot());
+    steps.push(Step("coldplug".into(), t));
     // From here on, devices that appear are hotplug's (coldplug had the others).
     let uevents = hotplug::Uevents::open();
+    // Before the network: rp_filter's default applies to links made later.
+    sysctl::apply(sysctl::ROUTER);
+    let settings = settings::load();
+    if let Err(e) = nix::unistd::sethostname(&settings.hostname) {
+        log!("hostname: {e}");
+    }
+    net::bring_up(&settings);
+    step(&mut steps, "network");
+    let t = loading.join().unwrap_or_else(|_| log::since_boot());
+    steps.push(Step("modules".into(), t));
+    sysctl::apply(sysctl::CONNTRACK);
     // Big temporary files (RAUC's downloads of bundles given as a URL) go to the
     // data partition, not RAM. Every service inherits this. (Set once the
     // module thread is done: the environment is not for changing under threads.)
@@ -226,14 +243,6 @@ fn boot_and_run(
     if std::fs::create_dir_all(&tmp).is_ok() {
         std::env::set_var("TMPDIR", &tmp);
     }
-    // After the modules: conntrack's settings exist once nf_conntrack is loaded.
-    sysctl::apply(sysctl::ROUTER);
-    let settings = settings::load();
-    if let Err(e) = nix::unistd::sethostname(&settings.hostname) {
-        log!("hostname: {e}");
-    }
-    net::bring_up(&settings);
-    step(&mut steps, "network");
 
     let booted = bootslot::booted_slot(cmdline);
     let store = Store::new(update_record::DIR);

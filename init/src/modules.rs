@@ -32,6 +32,11 @@ pub const FILESYSTEMS: &[&str] = &[
     "nls_ascii",
 ];
 
+/// What the network bring-up needs besides the NIC drivers (coldplug's):
+/// br-lan. Loaded before it, so the bridge is never asked of a module that
+/// another modprobe is still loading.
+pub const NETWORK: &[&str] = &["bridge"];
+
 /// Loads `names` in one modprobe call; false if any failed.
 pub fn load(names: &[&str]) -> bool {
     // The initramfs usually loaded them already: skip the exec then.

@@ -12,9 +12,12 @@ pub const ROUTER: &[(&str, &str)] = &[
     ("net/ipv4/tcp_syncookies", "1"),
     ("net/ipv4/icmp_echo_ignore_broadcasts", "1"),
     ("net/ipv6/conf/all/forwarding", "1"),
-    ("net/netfilter/nf_conntrack_max", "65536"),
     ("kernel/panic", "10"),
 ];
+
+/// Settings that exist only once nf_conntrack is loaded (the image's module
+/// list, which loads while the network comes up).
+pub const CONNTRACK: &[(&str, &str)] = &[("net/netfilter/nf_conntrack_max", "65536")];
 
 pub fn apply(settings: &[(&str, &str)]) {
     let mut failed = 0;
