@@ -329,7 +329,12 @@ pub async fn setup_submit(
     if let Err(msg) = super::session::Auth::check_new_password(field("password"), field("again")) {
         return login_page(&st, true, Some(msg), StatusCode::BAD_REQUEST);
     }
-    if let Err(e) = auth.set_password(field("password")) {
+    // argon2 takes a while on purpose: off the workers that also serve DNS and DHCP.
+    let (a, pw) = (auth.clone(), field("password").to_string());
+    let saved = tokio::task::spawn_blocking(move || a.set_password(&pw))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    if let Err(e) = saved {
         return login_page(
             &st,
             true,
@@ -352,8 +357,15 @@ pub async fn login_submit(
     if !pre_token_ok(&headers, &form) {
         return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
     }
-    let pw = form.get("password").map_or("", String::as_str);
-    match st.shared.auth.verify(peer.ip(), pw, Instant::now()) {
+    let pw = form.get("password").map_or("", String::as_str).to_string();
+    // argon2 takes a while on purpose: off the workers that also serve DNS and DHCP.
+    let auth = st.shared.auth.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || auth.verify(peer.ip(), &pw, Instant::now())).await;
+    let Ok(checked) = checked else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "login check failed\n").into_response();
+    };
+    match checked {
         Ok(()) => logged_in(&st),
         Err(LoginError::NoPassword) => Redirect::to("/setup").into_response(),
         Err(LoginError::WrongPassword) => login_page(
