@@ -250,15 +250,22 @@ test_power_cut() {
     stop_router
 }
 
+# install_on_fresh_disk BUNDLE WHAT: flashes a fresh disk, boots A and installs
+# BUNDLE from the lab's server; checks WHAT (slot B pending). Fails if A did not boot.
+install_on_fresh_disk() {
+    local state
+    fresh_disk
+    up 1 || { check "router boots slot A" false; return 1; }
+    post /update/url --data-urlencode "url=$SRV/$1.raucb" >/dev/null
+    state=$(wait_install 600) || true
+    check "$2" jq -e '.pending.to_slot == "B"' <<<"$state"
+}
+
 # --- 4. kernel panic in B: GRUB's try counter ------------------------------------------------
 test_kernel_panic() {
     echo "=== 4. B's init dies, the kernel panics: GRUB's try counter brings A back"
-    fresh_disk
-    up 1 || { check "router boots slot A" false; return; }
-    local state t0
-    post /update/url --data-urlencode "url=$SRV/broken-init.raucb" >/dev/null
-    state=$(wait_install 600) || true
-    check "the bundle with a broken init installs" jq -e '.pending.to_slot == "B"' <<<"$state"
+    local t0
+    install_on_fresh_disk broken-init "the bundle with a broken init installs" || return
     t0=$(now)
     reboot_router || true
     boot_router 2
@@ -342,12 +349,8 @@ test_schema() {
 # --- 7. fatal error in B's PID 1: init reboots to A itself ---------------------------------
 test_init_panic() {
     echo "=== 7. B's init hits a fatal error in its trial boot: it marks B bad and reboots to A"
-    fresh_disk
-    up 1 || { check "router boots slot A" false; return; }
-    local state t0
-    post /update/url --data-urlencode "url=$SRV/good.raucb" >/dev/null
-    state=$(wait_install 600) || true
-    check "the bundle installs" jq -e '.pending.to_slot == "B"' <<<"$state"
+    local t0
+    install_on_fresh_disk good "the bundle installs" || return
     reboot_router || true
     # Set while the machine is off: the knob panics init only in a trial boot,
     # so A boots normally afterwards with the same command line.
