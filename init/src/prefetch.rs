@@ -5,8 +5,9 @@
 //! Why: every page of a program on the compressed root is inflated the first
 //! time it is touched. gatewayd is the biggest, and its start is what LAN
 //! clients wait for; inflating it while one CPU would otherwise sit waiting on
-//! the module thread takes that time off the DHCP server's start. Failures are
-//! ignored: the programs are read again when they start anyway.
+//! the module thread takes that time off the DHCP server's start. It runs at
+//! the lowest priority, so it mostly takes the time the boot leaves idle.
+//! Failures are ignored: the programs are read again when they start anyway.
 
 use crate::services::{self, Spec};
 use std::io::Read;
@@ -34,6 +35,10 @@ pub fn start(path: &'static str) {
     let _ = std::thread::Builder::new()
         .name("prefetch".into())
         .spawn(move || {
+            // Lowest priority: the mounts and module loads beside it come first.
+            let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+            // SAFETY: setpriority takes plain integers; it changes only this thread.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) };
             let Ok(text) = std::fs::read_to_string(path) else {
                 return;
             };
