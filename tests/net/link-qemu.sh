@@ -198,6 +198,7 @@ if NO_WAN_NIC=1 up 4; then
         "hotplugged WAN NIC -> wan" "$t0" wait_serial "net: eth[0-9]* ($WAN_MAC) appeared: it is the WAN (wan)" 60
     timed_check "gatewayd's DHCP client gets the late WAN a lease from upstream" \
         "hotplugged WAN NIC -> upstream lease" "$t0" acks_above "$acks" 90
+    echo "nameserver 192.168.1.1" >"$LAB_DIR/resolv-lan1.conf"
     late_wan_fetch() {
         local body try
         for try in 1 2 3 4 5 6; do
