@@ -34,12 +34,12 @@ wait_for 100 sh -c "ip netns exec $LAN ss -ltn | grep -q :8000" || fail "http se
 http() { inns $WAN curl -sS --max-time "$1" http://203.0.113.2:8080/hello.txt 2>&1; }
 # udp PORT: one datagram from the wan host; prints the answer, which must come back from
 # 203.0.113.2:PORT (the socket is connected to it).
-# Up to three tries, 2 s each: UDP may be lost, and on a busy machine the LAN side's forked
+# Up to three tries, 4 s each: UDP may be lost, and on a busy machine the LAN side's forked
 # answer can take a while.
 udp() {
     local try got=
     for try in 1 2 3; do
-        got=$(echo ping | inns $WAN socat -t 2 - UDP4:203.0.113.2:$1 2>/dev/null || true)
+        got=$(echo ping | inns $WAN socat -t 4 - UDP4:203.0.113.2:$1 2>/dev/null || true)
         [ -z "$got" ] || break
     done
     echo "$got"
@@ -57,6 +57,7 @@ write_config <<'EOF2'
 filtering = "address-and-port-dependent"
 EOF2
 start_gatewayd 1
+ui_password || true
 http 2 >/dev/null && fail "port 8080 answered before any forward"
 echo "ok   no forward: 203.0.113.2:8080 closed"
 
@@ -100,7 +101,7 @@ echo "ok   UDP range 7000-7001 maps 1:1 onto 9000-9001, answers come back from t
 # The answer comes from a process socat forks on the LAN host: on a busy machine that can
 # take longer than socat's 2 s wait after sending, so give it three tries.
 for _ in 1 2 3; do
-    got=$(echo ping | inns $WAN socat -t 2 - TCP4:203.0.113.2:6000 2>/dev/null || true)
+    got=$(echo ping | inns $WAN socat -t 4 - TCP4:203.0.113.2:6000 2>/dev/null || true)
     [ -z "$got" ] || break
 done
 [ "$got" = "tcp 203.0.113.1" ] || fail "protocol both, TCP: got '$got'"

@@ -28,6 +28,7 @@ for ns in $LAN $RTR $WAN $FAR; do inns $ns sysctl -qw net.ipv4.icmp_ratelimit=0;
 
 write_config </dev/null
 start_gatewayd 1
+ui_password || true
 
 # UDP echo on the wan host that answers with the source it saw.
 ip netns exec $WAN socat UDP4-RECVFROM:7000,bind=203.0.113.1,fork \

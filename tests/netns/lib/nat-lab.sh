@@ -17,10 +17,17 @@ NAMESPACES=($LAN $RTR $WAN)
 WORK=$(mktemp -d /tmp/ghf-$TEST.XXXXXX)
 PIDS=()
 GW_PID=
+# Set by ui_password: on a failure, the NAT counters from /metrics are shown.
+UI_PW=
 
 cleanup() {
     local rc=$?
     set +e
+    if [ "$rc" != 0 ] && [ -n "$UI_PW" ] && [ -n "$GW_PID" ]; then
+        echo "---- NAT counters (/metrics) ----" >&2
+        inns $LAN curl -sS --max-time 10 -u "admin:$UI_PW" http://192.168.1.1:8080/metrics 2>&1 |
+            grep -E '^gatehouse_nat|curl' >&2
+    fi
     [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
@@ -87,6 +94,14 @@ start_gatewayd() {
     GW_LOG=$log
     wait_for 100 grep -q "nat: queue" "$log" || fail "gatewayd did not install the NAT ($log)"
     wait_for 50 grep -q "WAN address 203.0.113.2" "$log" || fail "gatewayd did not find the WAN address"
+}
+
+# ui_password: sets the admin password of the running gatewayd, so a failure can show
+# its NAT counters (see cleanup).
+ui_password() {
+    # shellcheck source=ui.sh
+    source "$LIB/ui.sh"
+    ui_login $LAN http://192.168.1.1:8080 "$WORK/ui.jar" >/dev/null && UI_PW=gatehouse-test-pw
 }
 
 stop_gatewayd() {
