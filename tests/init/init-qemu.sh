@@ -134,6 +134,8 @@ grubenv_set extra_cmdline=
 boot_router 3
 wait_serial 'Choice' "$BOOT_TIMEOUT" || true
 wait_serial 'init: gatewayd ready' 60 || true
+# gatewayd may be ready before dbus is: rauc (after dbus) must run for the order check.
+wait_serial 'init: rauc started' 60 || true
 mark=$(wc -l <"$SERIAL")
 off=$(date +%s)
 printf '%s\n' 9 >"$CONSOLE_IN"
