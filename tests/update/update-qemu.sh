@@ -219,6 +219,7 @@ test_power_cut() {
     fresh_disk
     up 1 || { check "router boots slot A" false; return; }
     local state pct=0 t=0
+    wait_serial 'slot A confirmed good' 120 || true
     post /update/url --data-urlencode "url=$SRV/good.raucb" >/dev/null
     # Wait until RAUC is writing the slot, then pull the plug.
     while [ $t -lt 600 ]; do
@@ -256,6 +257,8 @@ install_on_fresh_disk() {
     local state
     fresh_disk
     up 1 || { check "router boots slot A" false; return 1; }
+    # RAUC must be on D-Bus to take the bundle; A confirmed good says it answered.
+    wait_serial 'slot A confirmed good' 120 || true
     post /update/url --data-urlencode "url=$SRV/$1.raucb" >/dev/null
     state=$(wait_install 600) || true
     check "$2" jq -e '.pending.to_slot == "B"' <<<"$state"
