@@ -154,6 +154,7 @@ test_happy() {
     ip1=$(lease_ip lan1)
     local t0 code state
     t0=$(now)
+    wait_serial 'slot A confirmed good' 120 || true
     code=$(post /update/url --data-urlencode "url=$SRV/good.raucb")
     check "the UI accepts the bundle URL (HTTP $code)" test "$code" = 303 -o "$code" = 200
     state=$(wait_install 600) || true
@@ -197,6 +198,7 @@ test_broken_gatewayd() {
     fresh_disk
     up 1 || { check "router boots slot A" false; return; }
     local code state t0
+    wait_serial 'slot A confirmed good' 120 || true
     code=$(post /update/upload -F "bundle=@$BUNDLES/broken-gatewayd.raucb")
     check "the UI takes the uploaded bundle (HTTP $code)" test "$code" = 303 -o "$code" = 200
     state=$(wait_install 600) || true
@@ -322,6 +324,7 @@ test_schema() {
     console_do 7 'Leave the shell' 20 || true
     console_do "printf 'schema = 1\n\n[system]\nhostname = \"schematest\"\n' >/data/gatehouse.toml; sync; exit" 'Choice' 20 || true
     local state page
+    wait_serial 'slot A confirmed good' 120 || true
     post /update/url --data-urlencode "url=$SRV/next-schema.raucb" >/dev/null
     state=$(wait_install 600) || true
     check "the schema-2 release installs" jq -e '.pending.to_slot == "B"' <<<"$state"
