@@ -67,25 +67,22 @@ pub fn partition_from_uevent(uevent: &str, partname: &str) -> Option<String> {
         .flatten()
 }
 
-/// The first bytes of the ext superblock, if `dev` has one.
+/// The bytes where an ext superblock would be (whether one is there is the view's to say).
 fn read_superblock(dev: &str) -> Option<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut buf = vec![0u8; ext4_super::LEN];
     let mut f = std::fs::File::open(dev).ok()?;
     f.seek(SeekFrom::Start(ext4_super::OFFSET)).ok()?;
     f.read_exact(&mut buf).ok()?;
-    ext4_super::Superblock::new_checked(&buf)
-        .is_some()
-        .then_some(buf)
+    Some(buf)
 }
 
 /// `e2fsck -p` when the superblock asks for it (see ext4_super for why not always).
-fn check(dev: &str, sb: &[u8]) {
+fn check(dev: &str, sb: &ext4_super::Superblock) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let reason = ext4_super::Superblock::new_checked(sb).and_then(|s| s.fsck_reason(now));
-    match reason {
+    match sb.fsck_reason(now) {
         Some(why) => {
             log!("data: checking {dev} (e2fsck -p): {why}");
             run("/sbin/e2fsck", &["-p", dev]);
@@ -154,7 +151,10 @@ pub fn mount_data() -> bool {
     if let Some(mib) = grown {
         log!("data: partition {dev} grown to {mib} MiB (end of the medium)");
     }
-    let superblock = read_superblock(&dev);
+    let bytes = read_superblock(&dev);
+    let superblock = bytes
+        .as_deref()
+        .and_then(ext4_super::Superblock::new_checked);
     if superblock.is_none() {
         log!("{dev} has no filesystem: creating ext4 (first boot)");
         if !format(&dev) {
