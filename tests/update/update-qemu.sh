@@ -143,6 +143,10 @@ stop_router() {
     wait_qemu_exit 20 || true
 }
 
+# rauc_answers: waits until A is confirmed good, which init does once RAUC answers on
+# D-Bus: gatewayd is ready before dbus, so a bundle posted at once could find no RAUC.
+rauc_answers() { wait_serial 'slot A confirmed good' 120 || true; }
+
 # --- 1. happy path ----------------------------------------------------------------
 test_happy() {
     echo "=== 1. happy path: A installs $GOOD, reboots into B, B proves healthy"
@@ -153,8 +157,8 @@ test_happy() {
     console_do "printf '[system]\\nhostname = \"updtest\"\\n' >/data/gatehouse.toml; sync; exit" 'Choice' 20 || true
     ip1=$(lease_ip lan1)
     local t0 code state
+    rauc_answers
     t0=$(now)
-    wait_serial 'slot A confirmed good' 120 || true
     code=$(post /update/url --data-urlencode "url=$SRV/good.raucb")
     check "the UI accepts the bundle URL (HTTP $code)" test "$code" = 303 -o "$code" = 200
     state=$(wait_install 600) || true
@@ -198,7 +202,7 @@ test_broken_gatewayd() {
     fresh_disk
     up 1 || { check "router boots slot A" false; return; }
     local code state t0
-    wait_serial 'slot A confirmed good' 120 || true
+    rauc_answers
     code=$(post /update/upload -F "bundle=@$BUNDLES/broken-gatewayd.raucb")
     check "the UI takes the uploaded bundle (HTTP $code)" test "$code" = 303 -o "$code" = 200
     state=$(wait_install 600) || true
@@ -221,7 +225,7 @@ test_power_cut() {
     fresh_disk
     up 1 || { check "router boots slot A" false; return; }
     local state pct=0 t=0
-    wait_serial 'slot A confirmed good' 120 || true
+    rauc_answers
     post /update/url --data-urlencode "url=$SRV/good.raucb" >/dev/null
     # Wait until RAUC is writing the slot, then pull the plug.
     while [ $t -lt 600 ]; do
@@ -259,8 +263,7 @@ install_on_fresh_disk() {
     local state
     fresh_disk
     up 1 || { check "router boots slot A" false; return 1; }
-    # RAUC must be on D-Bus to take the bundle; A confirmed good says it answered.
-    wait_serial 'slot A confirmed good' 120 || true
+    rauc_answers
     post /update/url --data-urlencode "url=$SRV/$1.raucb" >/dev/null
     state=$(wait_install 600) || true
     check "$2" jq -e '.pending.to_slot == "B"' <<<"$state"
@@ -289,7 +292,7 @@ test_bad_bundles() {
     echo "=== 5. bad bundles are refused and change no slot state"
     fresh_disk
     up 1 || { check "router boots slot A" false; return; }
-    wait_serial 'slot A confirmed good' 120 || true
+    rauc_answers
     local before state name
     before=$(grubenv_get)
     for name in wrong-signature wrong-compatible truncated older; do
@@ -324,7 +327,7 @@ test_schema() {
     console_do 7 'Leave the shell' 20 || true
     console_do "printf 'schema = 1\n\n[system]\nhostname = \"schematest\"\n' >/data/gatehouse.toml; sync; exit" 'Choice' 20 || true
     local state page
-    wait_serial 'slot A confirmed good' 120 || true
+    rauc_answers
     post /update/url --data-urlencode "url=$SRV/next-schema.raucb" >/dev/null
     state=$(wait_install 600) || true
     check "the schema-2 release installs" jq -e '.pending.to_slot == "B"' <<<"$state"
