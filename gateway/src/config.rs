@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
+pub mod edit;
 mod lenient;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -26,6 +27,26 @@ pub struct Config {
     pub traffic: Traffic,
     pub capture: Capture,
     pub wlan: Wlan,
+    /// Names the owner gave devices in the UI: `[[devices]]` tables.
+    pub devices: Vec<Device>,
+}
+
+/// A device the owner named. The name is shown instead of the one the device sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    pub mac: String,
+    pub name: String,
+}
+
+impl Config {
+    /// The owner's name for the device with this MAC, if they gave it one.
+    pub fn device_name(&self, mac: &[u8; 6]) -> Option<&str> {
+        self.devices
+            .iter()
+            .find(|d| parse_mac(&d.mac).as_ref() == Some(mac))
+            .map(|d| d.name.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -411,6 +432,7 @@ impl Default for Config {
             traffic: Traffic::default(),
             capture: Capture::default(),
             wlan: Wlan::default(),
+            devices: Vec::new(),
         }
     }
 }
@@ -790,12 +812,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn validate(cfg: &Config) -> Result<(), String> {
+pub(crate) fn validate(cfg: &Config) -> Result<(), String> {
     let lan = &cfg.lan;
     if !(8..=30).contains(&lan.prefix_len) {
         return Err(format!("lan.prefix_len {} must be 8..=30", lan.prefix_len));
     }
     validate_ports(cfg)?;
+    validate_devices(&cfg.devices)?;
     let d = &cfg.dhcp;
     if u32::from(d.range_start) > u32::from(d.range_end) {
         return Err("dhcp.range_start is after dhcp.range_end".into());
@@ -1023,6 +1046,25 @@ fn validate_traffic(t: &Traffic, c: &Capture) -> Result<(), String> {
         return Err(format!(
             "capture.disabled_clients: {bad:?} is not aa:bb:cc:dd:ee:ff"
         ));
+    }
+    Ok(())
+}
+
+fn validate_devices(devices: &[Device]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for d in devices {
+        let mac = parse_mac(&d.mac)
+            .ok_or_else(|| format!("devices: {:?} is not aa:bb:cc:dd:ee:ff", d.mac))?;
+        if !seen.insert(mac) {
+            return Err(format!("devices: {} is named twice", d.mac));
+        }
+        let name = d.name.trim();
+        if name.is_empty() || name.chars().count() > 63 || name.chars().any(char::is_control) {
+            return Err(format!(
+                "devices: the name for {} must be 1 to 63 characters, without control characters",
+                d.mac
+            ));
+        }
     }
     Ok(())
 }

@@ -110,6 +110,20 @@ async fn serve(args: Args, loaded: config::Loaded) {
         }
     };
 
+    // Edits from the UI rewrite the file; they are refused while the file that is there
+    // was rejected (the owner fixes or restores it first) and in failsafe mode.
+    let config_file = Arc::new(config::edit::ConfigFile::new(
+        args.config.clone(),
+        config.clone(),
+        if args.no_config {
+            Some("failsafe mode runs on built-in defaults".into())
+        } else {
+            ctx.config_error
+                .as_ref()
+                .map(|e| format!("the config file was rejected at startup: {e}"))
+        },
+    ));
+
     let mut tasks = tokio::task::JoinSet::new();
     // SIGHUP re-applies the config file's port forwards. Registered before anything else runs:
     // the signal's default action would end the process.
@@ -141,10 +155,11 @@ async fn serve(args: Args, loaded: config::Loaded) {
             Arc::new(update::request_reboot),
         )),
         log_socket: Arc::from(log_socket::SOCKET),
+        config: config_file.clone(),
     };
     tasks.spawn(nat::reload_on_sighup(
         hup,
-        args.config.clone(),
+        config_file,
         args.no_config,
         shared.nat.clone(),
     ));

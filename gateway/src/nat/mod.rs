@@ -214,9 +214,9 @@ impl Table {
     /// What SIGHUP does: re-reads the config file and applies its forward set, and only that
     /// (the rest of the config needs a restart for now). The whole file is validated first;
     /// if it is rejected the forwards in force stay, and the error is counted and kept for
-    /// the UI. An absent file means defaults, as at startup: no forwards. Returns the number
-    /// of forwards in force and of mappings ended.
-    pub fn reload_forwards(&self, path: &Path) -> Result<(usize, usize), String> {
+    /// the UI. An absent file means defaults, as at startup: no forwards. Returns the config
+    /// read and the number of mappings ended.
+    pub fn reload_forwards(&self, path: &Path) -> Result<(crate::config::Config, usize), String> {
         // Read as at startup (older schemas migrated in memory, a newer one after a
         // rollback resolved), but never written: that is startup's job.
         let cfg = crate::config::read(path);
@@ -226,7 +226,7 @@ impl Table {
                 let ended = self.set_forwards(&cfg.nat.forwards);
                 self.stats.forward_reloads.fetch_add(1, Relaxed);
                 *last_error = None;
-                Ok((cfg.nat.forwards.len(), ended))
+                Ok((cfg, ended))
             }
             Err(e) => {
                 self.stats.forward_reload_errors.fetch_add(1, Relaxed);
@@ -332,12 +332,13 @@ pub fn forwards(cfg: &[crate::config::Forward]) -> Vec<mapping::Forward> {
     v
 }
 
-/// Applies the config file's forward set on every SIGHUP (see `Table::reload_forwards`).
-/// `hup` is registered by the caller before anything can send the signal, whose default
-/// action would end the process. In failsafe mode the file is left alone.
+/// Applies the config file's forward set on every SIGHUP (see `Table::reload_forwards`), and
+/// publishes the file's config so the UI shows what is in force. `hup` is registered by the
+/// caller before anything can send the signal, whose default action would end the process.
+/// In failsafe mode the file is left alone.
 pub async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
-    path: std::path::PathBuf,
+    file: Arc<crate::config::edit::ConfigFile>,
     failsafe: bool,
     table: Arc<Table>,
 ) -> anyhow::Result<()> {
@@ -347,8 +348,15 @@ pub async fn reload_on_sighup(
             continue;
         }
         let t = table.clone();
-        let p = path.clone();
-        match tokio::task::spawn_blocking(move || t.reload_forwards(&p)).await? {
+        let f = file.clone();
+        match tokio::task::spawn_blocking(move || {
+            let (cfg, ended) = t.reload_forwards(f.path())?;
+            let counts = (cfg.nat.forwards.len(), ended);
+            f.publish(cfg);
+            Ok::<_, String>(counts)
+        })
+        .await?
+        {
             Ok((n, ended)) => {
                 eprintln!("gatewayd: nat: SIGHUP: {n} forwards in force, {ended} mappings ended")
             }
@@ -507,7 +515,11 @@ mod tests {
         assert_eq!(t.stats().forwards, 0);
 
         std::fs::write(&path, FWD).unwrap();
-        assert_eq!(t.reload_forwards(&path), Ok((1, 0)));
+        assert_eq!(
+            t.reload_forwards(&path)
+                .map(|(c, e)| (c.nat.forwards.len(), e)),
+            Ok((1, 0))
+        );
         assert_eq!(t.stats().forwards, 1);
         assert_eq!(t.lock().forwards().len(), 2, "one per protocol");
         // A forward's mapping, to see it end when the forward goes.
@@ -540,14 +552,22 @@ mod tests {
 
         // Removal ends the forward's mapping; an absent file means no forwards.
         std::fs::write(&path, "").unwrap();
-        assert_eq!(t.reload_forwards(&path), Ok((0, 1)));
+        assert_eq!(
+            t.reload_forwards(&path)
+                .map(|(c, e)| (c.nat.forwards.len(), e)),
+            Ok((0, 1))
+        );
         let s = t.stats();
         assert_eq!((s.forwards, s.mappings, s.forward_reloads), (0, 0, 2));
         assert_eq!(s.forward_reload_error, None);
         std::fs::write(&path, FWD).unwrap();
         t.reload_forwards(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(t.reload_forwards(&path), Ok((0, 0)));
+        assert_eq!(
+            t.reload_forwards(&path)
+                .map(|(c, e)| (c.nat.forwards.len(), e)),
+            Ok((0, 0))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

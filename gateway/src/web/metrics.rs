@@ -478,6 +478,11 @@ mod tests {
                 Arc::new(|| Err("no reboots in tests".into())),
             )),
             log_socket: Arc::from(dir.join("log.sock").to_str().unwrap()),
+            config: Arc::new(crate::config::edit::ConfigFile::new(
+                dir.join("gatehouse.toml"),
+                Arc::new(cfg.clone()),
+                None,
+            )),
         };
         Lab {
             state: AppState { ctx, shared },

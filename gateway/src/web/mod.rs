@@ -35,6 +35,8 @@ pub struct Shared {
     pub update: Arc<crate::update::Update>,
     /// init's log socket (log_socket::SOCKET; tests use their own).
     pub log_socket: Arc<str>,
+    /// The config file the settings pages edit, and the config in force.
+    pub config: Arc<crate::config::edit::ConfigFile>,
 }
 
 #[derive(Clone)]

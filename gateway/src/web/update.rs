@@ -432,7 +432,11 @@ fn restore_config(st: &AppState, tarball: &[u8]) -> Result<String, (StatusCode, 
     eprintln!("web: configuration restored from a backup{kept}");
     // What SIGHUP applies (the port forwards) is applied now; the rest needs a restart.
     let applied = match st.shared.nat.reload_forwards(path) {
-        Ok((n, _)) => format!("{n} port forwards applied now"),
+        Ok((cfg, _)) => {
+            let n = cfg.nat.forwards.len();
+            st.shared.config.publish(cfg);
+            format!("{n} port forwards applied now")
+        }
         Err(e) => format!("port forwards not applied: {e}"),
     };
     Ok(format!(

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test target uses its own subset
 
 use axum::Router;
+use gateway::config::edit::ConfigFile;
 use gateway::config::Config;
 use gateway::context::Context;
 use gateway::dhcp::lease_store::LeaseStore;
@@ -40,6 +41,11 @@ pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Tra
         auth,
         update,
         log_socket: Arc::from(dir.join("log.sock").to_str().unwrap()),
+        config: Arc::new(ConfigFile::new(
+            dir.join("gatehouse.toml"),
+            Arc::new(cfg.clone()),
+            None,
+        )),
     };
     (router(AppState { ctx, shared }), traffic)
 }
