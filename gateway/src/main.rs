@@ -91,6 +91,20 @@ async fn serve(args: Args, loaded: config::Loaded) {
         wan: wan_rx,
     };
 
+    // Edits from the UI rewrite the file; they are refused while the file that is there
+    // was rejected (the owner fixes or restores it first) and in failsafe mode.
+    let config_file = Arc::new(config::edit::ConfigFile::new(
+        args.config.clone(),
+        config.clone(),
+        if args.no_config {
+            Some("failsafe mode runs on built-in defaults".into())
+        } else {
+            ctx.config_error
+                .as_ref()
+                .map(|e| format!("the config file was rejected at startup: {e}"))
+        },
+    ));
+
     let store = match dhcp::lease_store::LeaseStore::open(
         &args.data_dir.join("dhcp/leases.json"),
         config.dhcp.max_leases,
@@ -109,20 +123,6 @@ async fn serve(args: Args, loaded: config::Loaded) {
             ))
         }
     };
-
-    // Edits from the UI rewrite the file; they are refused while the file that is there
-    // was rejected (the owner fixes or restores it first) and in failsafe mode.
-    let config_file = Arc::new(config::edit::ConfigFile::new(
-        args.config.clone(),
-        config.clone(),
-        if args.no_config {
-            Some("failsafe mode runs on built-in defaults".into())
-        } else {
-            ctx.config_error
-                .as_ref()
-                .map(|e| format!("the config file was rejected at startup: {e}"))
-        },
-    ));
 
     let mut tasks = tokio::task::JoinSet::new();
     // SIGHUP re-applies the config file's port forwards. Registered before anything else runs:

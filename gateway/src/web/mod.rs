@@ -3,13 +3,20 @@
 //! Binding to the LAN address keeps the listener off the WAN address; the
 //! firewall's input chain additionally drops anything arriving on the WAN port.
 
+pub mod apply;
 pub mod auth;
+pub mod clients;
+pub mod dns_page;
 pub mod logs;
 pub mod metrics;
+pub mod network;
 pub mod password;
+pub mod ports;
 pub mod session;
 pub(crate) mod status;
+pub mod system;
 pub mod traffic;
+pub mod traffic_page;
 pub mod update;
 
 pub use status::format_bytes;
@@ -83,6 +90,13 @@ pub fn router(state: AppState) -> Router {
         .route("/update/reboot", post(update::reboot))
         .route("/config/backup", get(update::backup))
         .route("/config/restore", post(update::restore))
+        // Each page module registers its own page, form and /api routes.
+        .merge(clients::routes())
+        .merge(traffic_page::routes())
+        .merge(ports::routes())
+        .merge(dns_page::routes())
+        .merge(network::routes())
+        .merge(system::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

@@ -1,0 +1,8 @@
+//! The clients pages: every device, its detail, rename, static lease, capture.
+
+use super::AppState;
+use axum::Router;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}
