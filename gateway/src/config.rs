@@ -238,6 +238,13 @@ pub struct DnsHost {
 pub struct Blocklist {
     pub name: String,
     pub path: String,
+    /// A disabled list stays configured but is not loaded.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -134,10 +134,20 @@ async fn serve(args: Args, loaded: config::Loaded) {
     let dhcp_counters = Arc::new(dhcp::Counters::default());
     let dns_counters = Arc::new(dns::Counters::default());
     if config.dhcp.enabled {
-        tasks.spawn(dhcp::run(ctx.clone(), store.clone(), dhcp_counters.clone()));
+        tasks.spawn(dhcp::run(
+            ctx.clone(),
+            store.clone(),
+            dhcp_counters.clone(),
+            config_file.subscribe(),
+        ));
     }
     if config.dns.enabled {
-        tasks.spawn(dns::run(ctx.clone(), dns_counters.clone(), store.clone()));
+        tasks.spawn(dns::run(
+            ctx.clone(),
+            dns_counters.clone(),
+            store.clone(),
+            config_file.subscribe(),
+        ));
     }
 
     let shared = web::Shared {
@@ -156,6 +166,7 @@ async fn serve(args: Args, loaded: config::Loaded) {
         )),
         log_socket: Arc::from(log_socket::SOCKET),
         config: config_file.clone(),
+        host: Default::default(),
     };
     tasks.spawn(nat::reload_on_sighup(
         hup,

@@ -17,6 +17,8 @@ use toml_edit::DocumentMut;
 /// The config file and the config in force, shared by the UI and the live appliers.
 pub struct ConfigFile {
     path: PathBuf,
+    /// The config the process started with (what init and the sockets were set up from).
+    booted: Arc<Config>,
     /// Why edits are refused (failsafe mode, or a file rejected at startup that the owner
     /// must fix or restore first): writing the defaults over it would lose their settings.
     refused: Option<String>,
@@ -38,6 +40,7 @@ impl ConfigFile {
     pub fn new(path: PathBuf, running: Arc<Config>, refused: Option<String>) -> Self {
         Self {
             path,
+            booted: running.clone(),
             refused,
             lock: Mutex::new(()),
             live: watch::channel(running).0,
@@ -47,6 +50,11 @@ impl ConfigFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The config gatewayd started with.
+    pub fn booted(&self) -> Arc<Config> {
+        self.booted.clone()
     }
 
     /// The config in force now.
@@ -70,7 +78,7 @@ impl ConfigFile {
     }
 
     /// Applies `change` to the file's current settings, validates the result, writes the
-    /// file atomically and publishes it. Returns the old and the new config; on any error
+    /// file atomically and publishes it. Returns the file's config before and after; on any error
     /// the file and the config in force are unchanged and the error says why, in words
     /// meant for the owner.
     pub fn edit(
@@ -98,13 +106,12 @@ impl ConfigFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
         };
-        let new_text = apply_to_text(&text, change)?;
+        let (old, new_text) = edit_text(&text, change)?;
         let new = super::parse(&new_text).map_err(|e| e.to_string())?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         crate::atomic_file::write(dir, &self.path, new_text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
-        let old = self.current();
-        let new = Arc::new(new);
+        let (old, new) = (Arc::new(old), Arc::new(new));
         self.live.send_replace(new.clone());
         Ok((old, new))
     }
@@ -116,6 +123,14 @@ pub fn apply_to_text(
     text: &str,
     change: impl FnOnce(&mut Config) -> Result<(), String>,
 ) -> Result<String, String> {
+    edit_text(text, change).map(|(_, t)| t)
+}
+
+/// `apply_to_text`, also returning the config the text held before.
+fn edit_text(
+    text: &str,
+    change: impl FnOnce(&mut Config) -> Result<(), String>,
+) -> Result<(Config, String), String> {
     let old = super::parse(text).map_err(|e| format!("the config file is invalid: {e}"))?;
     let mut new = old.clone();
     change(&mut new)?;
@@ -130,7 +145,7 @@ pub fn apply_to_text(
     if !out.ends_with('\n') {
         out.push('\n');
     }
-    Ok(out)
+    Ok((old, out))
 }
 
 /// Replaces, in `doc`, each `[section] key` whose value differs between `old` and `new`.

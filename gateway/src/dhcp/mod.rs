@@ -77,6 +77,7 @@ pub async fn run(
     ctx: Context,
     store: lease_store::SharedStore,
     counters: Arc<Counters>,
+    live: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
 ) -> anyhow::Result<()> {
-    server::serve(ctx, store, counters).await
+    server::serve(ctx, store, counters, live).await
 }

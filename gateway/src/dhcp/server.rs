@@ -18,6 +18,7 @@ use super::codec;
 use super::lease_store::SharedStore;
 use super::server_logic::{self, Kind, Outcome, Settings};
 use super::Counters;
+use crate::config::Config;
 use crate::context::Context;
 use dhcproto::v4;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -26,9 +27,10 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// How often to check that the LAN interface was not deleted and re-created
 /// under us (SO_BINDTODEVICE sticks to the old interface index).
@@ -51,6 +53,7 @@ pub async fn serve(
     ctx: Context,
     store: SharedStore,
     counters: Arc<Counters>,
+    live: watch::Receiver<Arc<Config>>,
 ) -> anyhow::Result<()> {
     let mut settings = Settings::from_config(&ctx.config);
     let iface = ctx.config.lan.interface.clone();
@@ -66,7 +69,7 @@ pub async fn serve(
         },
     };
     let engine = Arc::new(Engine {
-        settings,
+        settings: RwLock::new(Arc::new(settings)),
         store,
         counters,
         sock: Mutex::new(None),
@@ -75,6 +78,7 @@ pub async fn serve(
         waiting_cv: Condvar::new(),
         probes,
     });
+    tokio::spawn(follow_config(ctx.config.clone(), live, engine.clone()));
     let e = engine.clone();
     thread::Builder::new()
         .name("dhcp-commit".into())
@@ -90,8 +94,39 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("dhcp receiver: {e}"))?
 }
 
+/// Puts the published config's `[dhcp]` settings in force as they change (the UI's edits).
+/// The LAN address and the domain are init's and the boot's: while a change to them waits
+/// for a reboot, DHCP keeps serving the subnet the interface really has.
+async fn follow_config(
+    boot: Arc<Config>,
+    mut live: watch::Receiver<Arc<Config>>,
+    engine: Arc<Engine>,
+) {
+    while live.changed().await.is_ok() {
+        let new = live.borrow_and_update().clone();
+        if new.lan != boot.lan || new.system.domain != boot.system.domain {
+            eprintln!("dhcp: settings unchanged until the reboot that applies the new LAN");
+            continue;
+        }
+        let mut settings = Settings::from_config(&new);
+        if engine.probes.is_none() {
+            settings.conflict_check_ms = 0;
+        }
+        let settings = Arc::new(settings);
+        let mut cur = engine
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if **cur != *settings {
+            *cur = settings;
+            eprintln!("dhcp: settings reloaded");
+        }
+    }
+}
+
 struct Engine {
-    settings: Settings,
+    /// Swapped whole when the config changes; each request reads one snapshot.
+    settings: RwLock<Arc<Settings>>,
     store: SharedStore,
     counters: Arc<Counters>,
     /// The bound socket, shared with the threads that send replies.
@@ -110,6 +145,13 @@ struct Waiting {
 }
 
 impl Engine {
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn socket(&self) -> Option<Arc<UdpSocket>> {
         lock(&self.sock).clone()
     }
@@ -168,7 +210,8 @@ impl Engine {
             }
         };
         let now = crate::clock::unix_now();
-        let (outcome, seq) = self.decide(|st| server_logic::handle(&self.settings, st, &msg, now));
+        let settings = self.settings();
+        let (outcome, seq) = self.decide(|st| server_logic::handle(&settings, st, &msg, now));
         self.dispatch(outcome, &msg, seq, 1);
     }
 
@@ -352,16 +395,16 @@ impl Engine {
         let Some(first) = first else {
             return;
         };
+        let settings = self.settings();
         let (outcome, seq) = self.decide(|st| {
-            server_logic::probe_done(&self.settings, st, &first, ip, answered, attempt, now)
+            server_logic::probe_done(&settings, st, &first, ip, answered, attempt, now)
         });
         self.dispatch(outcome, &first, seq, attempt.saturating_add(1));
         if answered {
             return;
         }
         for m in msgs {
-            let (outcome, seq) =
-                self.decide(|st| server_logic::handle(&self.settings, st, &m, now));
+            let (outcome, seq) = self.decide(|st| server_logic::handle(&settings, st, &m, now));
             self.dispatch(outcome, &m, seq, 1);
         }
     }

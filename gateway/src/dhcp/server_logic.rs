@@ -33,7 +33,7 @@ pub const MAX_PROBES: u8 = 3;
 const SERVER_PORT: u16 = 67;
 const CLIENT_PORT: u16 = 68;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StaticEntry {
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
@@ -41,7 +41,7 @@ pub struct StaticEntry {
 }
 
 /// What the allocator needs from the configuration, precomputed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub server_ip: Ipv4Addr,
     pub netmask: Ipv4Addr,

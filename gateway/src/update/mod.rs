@@ -630,6 +630,17 @@ impl Update {
         });
     }
 
+    /// The running slot (from the kernel command line) and the record banners, without
+    /// asking RAUC: what the dashboard shows on every view.
+    pub fn quick_banners(&self) -> (String, Vec<records::Banner>) {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let slot = cmdline_slot(&cmdline).unwrap_or_default();
+        let last: Option<Last> = records::read(&self.paths.last());
+        let pending: Option<Pending> = records::read(&self.paths.pending());
+        let banners = records::banners(last.as_ref(), pending.as_ref(), &slot);
+        (slot, banners)
+    }
+
     /// The state of things, as far as RAUC will say. RAUC not running is not an error
     /// here: the page shows it.
     pub async fn snapshot(&self) -> Snapshot {

@@ -38,9 +38,12 @@ impl Applied {
     }
 }
 
-/// Which settings changed between `old` and `new`, sorted by when they take effect. Pure.
-pub fn classify(old: &Config, new: &Config) -> Applied {
+/// Which settings changed between `old` and `new`, sorted by when they take effect. `boot` is
+/// the config the router started with: DHCP follows edits only while the LAN it serves is
+/// still the one the interface has. Pure.
+pub fn classify(boot: &Config, old: &Config, new: &Config) -> Applied {
     let mut a = Applied::default();
+    let lan_as_booted = new.lan == boot.lan && new.system.domain == boot.system.domain;
     let mut live = |changed: bool, what: &'static str| {
         if changed {
             a.live.push(what)
@@ -48,8 +51,16 @@ pub fn classify(old: &Config, new: &Config) -> Applied {
     };
     live(old.nat.forwards != new.nat.forwards, "port forwards");
     live(old.devices != new.devices, "device names");
-    live(old.dhcp != new.dhcp, "DHCP");
-    live(old.dns != new.dns, "DNS");
+    live(old.dhcp != new.dhcp && lan_as_booted, "DHCP");
+    // The resolver follows `[dns]` live, but for what its sockets and cache were made with.
+    let restart = |d: &crate::config::Dns| (d.enabled, d.udp_workers, d.cache_bytes);
+    let dns_live = |d: &crate::config::Dns| crate::config::Dns {
+        enabled: true,
+        udp_workers: 0,
+        cache_bytes: 0,
+        ..d.clone()
+    };
+    live(dns_live(&old.dns) != dns_live(&new.dns), "DNS");
     live(
         old.capture.disabled_clients != new.capture.disabled_clients,
         "capture",
@@ -60,10 +71,15 @@ pub fn classify(old: &Config, new: &Config) -> Applied {
         }
     };
     later(old.lan != new.lan, "LAN address and ports");
+    later(old.dhcp != new.dhcp && !lan_as_booted, "DHCP");
     later(old.wan != new.wan, "WAN settings");
     later(old.wlan != new.wlan, "wireless network");
     later(old.system != new.system, "host name and domain");
     later(old.ui != new.ui, "admin UI port");
+    later(
+        restart(&old.dns) != restart(&new.dns),
+        "DNS server on/off, workers and cache size",
+    );
     later(
         old.nat.enabled != new.nat.enabled
             || old.nat.queue_num != new.nat.queue_num
@@ -83,7 +99,7 @@ pub fn classify(old: &Config, new: &Config) -> Applied {
 
 /// Puts what can change live in force after an edit, and says what did.
 pub fn after_edit(shared: &Shared, old: &Config, new: &Config) -> Applied {
-    let a = classify(old, new);
+    let a = classify(&shared.config.booted(), old, new);
     if old.nat.forwards != new.nat.forwards {
         let ended = shared.nat.set_forwards(&new.nat.forwards);
         eprintln!(
@@ -102,15 +118,26 @@ mod tests {
     fn changes_are_sorted_by_when_they_apply() {
         let old = Config::default();
         let mut new = old.clone();
-        assert_eq!(classify(&old, &new).message(), "Saved. Nothing changed.");
+        assert_eq!(
+            classify(&old, &old, &new).message(),
+            "Saved. Nothing changed."
+        );
         new.dhcp.lease_secs += 60;
+        new.nat.forwards.push(crate::config::Forward {
+            protocol: crate::config::ForwardProtocol::Tcp,
+            external: "8080".parse().unwrap(),
+            inside: "192.168.1.20:80".parse().unwrap(),
+        });
+        let a = classify(&old, &old, &new);
+        assert_eq!(a.live, vec!["port forwards", "DHCP"]);
         new.lan.prefix_len = 16;
-        let a = classify(&old, &new);
-        assert_eq!(a.live, vec!["DHCP"]);
-        assert_eq!(a.at_reboot, vec!["LAN address and ports"]);
+        let a = classify(&old, &old, &new);
+        assert_eq!(a.live, vec!["port forwards"]);
+        assert_eq!(a.at_reboot, vec!["LAN address and ports", "DHCP"]);
         assert_eq!(
             a.message(),
-            "Saved. Applied now: DHCP. Takes effect after a reboot: LAN address and ports."
+            "Saved. Applied now: port forwards. Takes effect after a reboot: LAN address and \
+             ports, DHCP."
         );
     }
 
@@ -121,11 +148,11 @@ mod tests {
         new.capture
             .disabled_clients
             .push("02:00:00:00:00:01".into());
-        assert_eq!(classify(&old, &new).live, vec!["capture"]);
-        assert!(classify(&old, &new).at_reboot.is_empty());
+        assert_eq!(classify(&old, &old, &new).live, vec!["capture"]);
+        assert!(classify(&old, &old, &new).at_reboot.is_empty());
         new.capture.snaplen = 128;
         assert_eq!(
-            classify(&old, &new).at_reboot,
+            classify(&old, &old, &new).at_reboot,
             vec!["traffic history and capture limits"]
         );
     }

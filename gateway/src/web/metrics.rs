@@ -483,6 +483,7 @@ mod tests {
                 Arc::new(cfg.clone()),
                 None,
             )),
+            host: Default::default(),
         };
         Lab {
             state: AppState { ctx, shared },

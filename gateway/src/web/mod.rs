@@ -7,6 +7,8 @@ pub mod apply;
 pub mod auth;
 pub mod clients;
 pub mod dns_page;
+pub mod host;
+pub mod listeners;
 pub mod logs;
 pub mod metrics;
 pub mod network;
@@ -44,6 +46,8 @@ pub struct Shared {
     pub log_socket: Arc<str>,
     /// The config file the settings pages edit, and the config in force.
     pub config: Arc<crate::config::edit::ConfigFile>,
+    /// CPU and memory readings for the dashboard.
+    pub host: Arc<host::HostStats>,
 }
 
 #[derive(Clone)]

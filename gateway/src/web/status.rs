@@ -47,6 +47,17 @@ pub struct StatusPage {
     pub traffic_reach: String,
     pub capture_memory: String,
     pub talkers: Vec<TalkerRow>,
+    /// "A" or "B" (empty when not booted from a slot).
+    pub slot: String,
+    pub cpu: String,
+    pub memory: String,
+    pub load: String,
+    pub clients_online: usize,
+    /// Throughput over the last 10 s, "1.2 MiB/s".
+    pub rate_up: String,
+    pub rate_down: String,
+    pub timeline: Vec<super::host::BootStep>,
+    pub warnings: Vec<String>,
 }
 
 pub fn format_bytes(n: u64) -> String {
@@ -143,7 +154,37 @@ pub async fn page(
         })
         .collect();
     let (traffic_memory, traffic_reach, capture_memory, talkers) = traffic_view(&state, &leases);
+    let host = state.shared.host.sample();
+    let (slot, banners) = state.shared.update.quick_banners();
+    let mut warnings: Vec<String> = banners.into_iter().map(|b| b.text).collect();
+    let data_dir = state
+        .shared
+        .update
+        .paths
+        .update_dir
+        .parent()
+        .map(|p| p.to_path_buf());
+    if let Some((free, total)) = data_dir.as_deref().and_then(super::host::disk_space) {
+        warnings.extend(super::host::disk_warning(free, total));
+    }
+    let (rate_up, rate_down) = rates(&state.shared.traffic, crate::clock::unix_ms());
     let page = StatusPage {
+        slot,
+        cpu: format!("{:.0} % of {} cores", host.cpu_percent, host.cpus),
+        memory: format!(
+            "{} used of {}",
+            format_bytes(host.memory_used),
+            format_bytes(host.memory_total)
+        ),
+        load: format!(
+            "{:.2} {:.2} {:.2}",
+            host.load[0], host.load[1], host.load[2]
+        ),
+        clients_online: leases.len(),
+        rate_up,
+        rate_down,
+        timeline: super::host::boot_timeline(&state.ctx.run_dir),
+        warnings,
         hostname: s.hostname,
         version: state.shared.update.version().to_string(),
         uptime: format_duration(s.uptime_secs),
@@ -167,6 +208,18 @@ pub async fn page(
         Ok(html) => Html(html).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
     }
+}
+
+/// Span of the dashboard's throughput figures.
+const RATE_WINDOW_MS: u64 = 10_000;
+
+/// Up and down throughput over the last `RATE_WINDOW_MS`, as text.
+fn rates(t: &crate::traffic::Traffic, now_ms: u64) -> (String, String) {
+    let s = t
+        .history()
+        .summary(None, None, now_ms.saturating_sub(RATE_WINDOW_MS), now_ms);
+    let per_sec = |b: u64| format!("{}/s", format_bytes(b * 1000 / RATE_WINDOW_MS));
+    (per_sec(s.counts.up_bytes), per_sec(s.counts.down_bytes))
 }
 
 /// History memory and reach, and the day's busiest devices.

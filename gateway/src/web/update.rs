@@ -174,7 +174,7 @@ fn refusal_status(r: &Refusal) -> StatusCode {
 }
 
 /// The outcome of an action: the page with a notice, or JSON.
-async fn answer(
+pub(super) async fn answer(
     st: &AppState,
     s: &SessionInfo,
     headers: &HeaderMap,

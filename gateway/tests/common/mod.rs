@@ -46,6 +46,7 @@ pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Tra
             Arc::new(cfg.clone()),
             None,
         )),
+        host: Default::default(),
     };
     (router(AppState { ctx, shared }), traffic)
 }
