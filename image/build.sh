@@ -226,6 +226,8 @@ rm -rf "$ROOT"/etc/apt/sources.list* "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cac
     "$ROOT"/usr/share/{doc,man,info,locale,lintian,bash-completion,zsh} \
     "$ROOT"/usr/lib/*-linux-gnu/gconv "$ROOT"/var/lib/dpkg/info/*.md5sums \
     "$ROOT"/usr/share/common-licenses
+# The admin UI reads vendor names from oui.csv only; the other IEEE registries are 10 MiB.
+find "$ROOT/usr/share/ieee-data" -type f ! -name oui.csv -delete 2>/dev/null || true
 # The system bus serves RAUC only: systemd's bus policies (pulled in as
 # dependencies) name users this system does not have, which dbus-daemon refuses.
 find "$ROOT/usr/share/dbus-1/system.d" -name 'org.freedesktop.*.conf' -delete
