@@ -358,6 +358,8 @@ impl<'de> Deserialize<'de> for PortRange {
 #[serde(default, deny_unknown_fields)]
 pub struct Ui {
     pub port: u16,
+    /// HTTPS with the router's self-signed certificate, on the LAN address too; 0: off.
+    pub https_port: u16,
 }
 
 /// Per-device traffic history (100 ms buckets).
@@ -550,7 +552,10 @@ impl Default for Nat {
 
 impl Default for Ui {
     fn default() -> Self {
-        Self { port: 80 }
+        Self {
+            port: 80,
+            https_port: 443,
+        }
     }
 }
 

@@ -576,3 +576,19 @@ async fn wrong_current_passwords_meet_the_login_throttle() {
         Ok(())
     );
 }
+
+#[tokio::test]
+async fn a_second_form_view_keeps_the_first_forms_token() {
+    let l = lab("pretoken");
+    let first = pre_token(&l.app, "/setup").await;
+    // The browser asks again (another tab, or for an icon that lands on /setup): the token
+    // on the first form must still be the one in the cookie.
+    let again = call(&l.app, "GET", "/setup", &format!("gh_pre={first}"), "", &[]).await;
+    assert_eq!(again.cookie("gh_pre").as_deref(), Some(first.as_str()));
+    assert!(again.body.contains(&first));
+    // A cookie that is not one of ours is replaced.
+    let odd = call(&l.app, "GET", "/setup", "gh_pre=<x>", "", &[]).await;
+    let fresh = odd.cookie("gh_pre").unwrap();
+    assert_ne!(fresh, "<x>");
+    assert_eq!(fresh.len(), 64);
+}

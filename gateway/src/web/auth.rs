@@ -245,8 +245,18 @@ struct LoginPage {
     error: Option<String>,
 }
 
-fn login_page(st: &AppState, setup: bool, error: Option<String>, status: StatusCode) -> Response {
-    let csrf = super::session::random_token();
+fn login_page(
+    st: &AppState,
+    headers: &HeaderMap,
+    setup: bool,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    // The browser's pre-session token is kept while it lasts: a second tab, or a request the
+    // browser makes by itself (an icon), must not void the form already on the screen.
+    let csrf = cookie(headers, PRE_COOKIE)
+        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(super::session::random_token);
     let page = LoginPage {
         hostname: st.ctx.config.system.hostname.clone(),
         version: st.shared.update.version().to_string(),
@@ -266,19 +276,19 @@ fn login_page(st: &AppState, setup: bool, error: Option<String>, status: StatusC
 }
 
 /// GET /setup: the first visit chooses the password.
-pub async fn setup_form(State(st): State<AppState>) -> Response {
+pub async fn setup_form(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if st.shared.auth.has_password() {
         return Redirect::to("/login").into_response();
     }
-    login_page(&st, true, None, StatusCode::OK)
+    login_page(&st, &headers, true, None, StatusCode::OK)
 }
 
 /// GET /login
-pub async fn login_form(State(st): State<AppState>) -> Response {
+pub async fn login_form(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if !st.shared.auth.has_password() {
         return Redirect::to("/setup").into_response();
     }
-    login_page(&st, false, None, StatusCode::OK)
+    login_page(&st, &headers, false, None, StatusCode::OK)
 }
 
 fn pre_token_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
@@ -327,7 +337,7 @@ pub async fn setup_submit(
     }
     let field = |k: &str| form.get(k).map_or("", String::as_str);
     if let Err(msg) = super::session::Auth::check_new_password(field("password"), field("again")) {
-        return login_page(&st, true, Some(msg), StatusCode::BAD_REQUEST);
+        return login_page(&st, &headers, true, Some(msg), StatusCode::BAD_REQUEST);
     }
     // argon2 takes a while on purpose: off the workers that also serve DNS and DHCP.
     let (a, pw) = (auth.clone(), field("password").to_string());
@@ -337,6 +347,7 @@ pub async fn setup_submit(
     if let Err(e) = saved {
         return login_page(
             &st,
+            &headers,
             true,
             Some(format!("Could not save the password: {e}")),
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -370,6 +381,7 @@ pub async fn login_submit(
         Err(LoginError::NoPassword) => Redirect::to("/setup").into_response(),
         Err(LoginError::WrongPassword) => login_page(
             &st,
+            &headers,
             false,
             Some("Wrong password.".into()),
             StatusCode::UNAUTHORIZED,
@@ -378,6 +390,7 @@ pub async fn login_submit(
             let secs = retry_secs(wait);
             let r = login_page(
                 &st,
+                &headers,
                 false,
                 Some(throttled_message(secs)),
                 StatusCode::TOO_MANY_REQUESTS,

@@ -17,6 +17,7 @@ pub mod ports;
 pub mod session;
 pub(crate) mod status;
 pub mod system;
+pub mod tls;
 pub mod traffic;
 pub mod traffic_page;
 pub mod update;
@@ -110,17 +111,43 @@ pub fn router(state: AppState) -> Router {
 
 pub async fn run(ctx: Context, shared: Shared) -> anyhow::Result<()> {
     let addr = SocketAddr::from((ctx.config.lan.address, ctx.config.ui.port));
+    let https = ctx.config.ui.https_port;
+    let data_dir = shared
+        .update
+        .paths
+        .update_dir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| "/data".into());
+    let names = cert_names(&ctx.config);
     let app = router(AppState { ctx, shared });
-    // The LAN address may not exist yet while init builds the bridge: retry.
-    let listener = loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => break l,
-            Err(e) => {
-                eprintln!("web: bind {addr}: {e}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    if https != 0 {
+        let tls_addr = SocketAddr::from((addr.ip(), https));
+        let app = app.clone();
+        tokio::spawn(async move {
+            // A failure here costs HTTPS only, never the plain page.
+            let made =
+                tokio::task::spawn_blocking(move || tls::load_or_create(&data_dir, &names)).await;
+            let id = match made {
+                Ok(Ok((id, new))) => {
+                    let how = if new { "made a new" } else { "using the" };
+                    eprintln!(
+                        "web: {how} HTTPS certificate, SHA-256 fingerprint {}",
+                        id.fingerprint
+                    );
+                    id
+                }
+                Ok(Err(e)) => return eprintln!("web: no HTTPS: {e}"),
+                Err(e) => return eprintln!("web: no HTTPS: {e}"),
+            };
+            let listener = bind_retrying(tls_addr).await;
+            eprintln!("web: listening on https://{tls_addr}/");
+            if let Err(e) = tls::serve(listener, app, &id).await {
+                eprintln!("web: HTTPS stopped: {e:#}");
             }
-        }
-    };
+        });
+    }
+    let listener = bind_retrying(addr).await;
     eprintln!("web: listening on http://{addr}/");
     // Peer addresses feed the login throttle.
     axum::serve(
@@ -129,4 +156,28 @@ pub async fn run(ctx: Context, shared: Shared) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// The LAN address may not exist yet while init builds the bridge: retry.
+async fn bind_retrying(addr: SocketAddr) -> tokio::net::TcpListener {
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(e) => {
+                eprintln!("web: bind {addr}: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// What the certificate is valid for: the router's names on the LAN and its LAN address.
+fn cert_names(cfg: &crate::config::Config) -> Vec<String> {
+    let host = &cfg.system.hostname;
+    let mut names = vec![host.clone(), cfg.lan.address.to_string()];
+    let domain = cfg.system.domain.trim_matches('.');
+    if !domain.is_empty() {
+        names.push(format!("{host}.{domain}"));
+    }
+    names
 }

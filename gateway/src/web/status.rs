@@ -157,16 +157,7 @@ pub async fn page(
     let host = state.shared.host.sample();
     let (slot, banners) = state.shared.update.quick_banners();
     let mut warnings: Vec<String> = banners.into_iter().map(|b| b.text).collect();
-    let data_dir = state
-        .shared
-        .update
-        .paths
-        .update_dir
-        .parent()
-        .map(|p| p.to_path_buf());
-    if let Some((free, total)) = data_dir.as_deref().and_then(super::host::disk_space) {
-        warnings.extend(super::host::disk_warning(free, total));
-    }
+    warnings.extend(disk_warning(&state));
     let (rate_up, rate_down) = rates(&state.shared.traffic, crate::clock::unix_ms());
     let page = StatusPage {
         slot,
@@ -275,8 +266,36 @@ pub(super) fn history_day(
     (h.stats(), top)
 }
 
-pub async fn json(State(state): State<AppState>) -> Json<StatusJson> {
-    Json(collect(&state))
+/// `/api/status`: what the dashboard shows.
+#[derive(serde::Serialize)]
+pub struct DashboardJson {
+    #[serde(flatten)]
+    pub status: StatusJson,
+    pub version: String,
+    pub slot: String,
+    pub host: super::host::HostSample,
+    pub warnings: Vec<String>,
+    pub boot_timeline: Vec<super::host::BootStep>,
+}
+
+pub async fn json(State(state): State<AppState>) -> Json<DashboardJson> {
+    let (slot, banners) = state.shared.update.quick_banners();
+    let mut warnings: Vec<String> = banners.into_iter().map(|b| b.text).collect();
+    warnings.extend(disk_warning(&state));
+    Json(DashboardJson {
+        status: collect(&state),
+        version: state.shared.update.version().to_string(),
+        slot,
+        host: state.shared.host.sample(),
+        warnings,
+        boot_timeline: super::host::boot_timeline(&state.ctx.run_dir),
+    })
+}
+
+fn disk_warning(state: &AppState) -> Option<String> {
+    let data_dir = state.shared.update.paths.update_dir.parent()?;
+    let (free, total) = super::host::disk_space(data_dir)?;
+    super::host::disk_warning(free, total)
 }
 
 pub async fn nat_json(State(state): State<AppState>) -> Json<NatJson> {
@@ -335,8 +354,22 @@ mod tests {
                 up: "1 B".into(),
                 down: "2 B".into(),
             }],
+            slot: "A".into(),
+            cpu: "3 % of 2 cores".into(),
+            memory: "100 MiB used of 1 GiB".into(),
+            load: "0.10 0.20 0.30".into(),
+            clients_online: 1,
+            rate_up: "0 B/s".into(),
+            rate_down: "0 B/s".into(),
+            timeline: vec![super::super::host::BootStep {
+                step: "<b>mounts</b>".into(),
+                t: 0.5,
+            }],
+            warnings: vec!["<i>rolled back</i>".into()],
         };
         let html = page.render().unwrap();
+        assert!(!html.contains("<b>mounts") && html.contains("0.50 s"));
+        assert!(!html.contains("<i>rolled"));
         assert!(!html.contains("<script>alert(1)"));
         assert!(!html.contains("<img src=x"));
         assert!(html.contains("1.0 MiB of 64.0 MiB"));
