@@ -54,6 +54,10 @@ pub const CONFIRM_WORD: &str = "RESET";
 /// Where the admin UI keeps its password hash; deleting it makes the next
 /// visit to the UI ask for a new password.
 pub const PASSWORD_FILE: &str = "/data/ui/admin-password";
+/// The admin page's HTTPS certificate fingerprint ("SHA256 AB:CD:..."), written by gatewayd
+/// when it makes the certificate; the status screen shows it so the owner can check what
+/// the browser shows.
+pub const HTTPS_FINGERPRINT_FILE: &str = "/data/ui/https-fingerprint";
 
 pub fn menu_text(title: &str) -> String {
     let mut s = format!("\n== {title} ==\n");

@@ -73,6 +73,10 @@ fn status() {
     if let Ok(wlan) = std::fs::read_to_string(init::wlan::STATUS_FILE) {
         say(&format!("wlan: {wlan}"));
     }
+    match std::fs::read_to_string(console::HTTPS_FINGERPRINT_FILE) {
+        Ok(fp) => say(&format!("admin page certificate (https): {fp}")),
+        Err(_) => say("admin page certificate (https): not made yet\n"),
+    }
     say("services:\n");
     say(&std::fs::read_to_string("/run/gatehouse/services").unwrap_or_default());
 }
