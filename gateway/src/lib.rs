@@ -8,6 +8,7 @@ pub mod context;
 pub mod dhcp;
 pub mod dns;
 pub mod nat;
+pub mod oui;
 pub mod traffic;
 pub mod update;
 pub mod wan;
