@@ -1,4 +1,5 @@
-//! Blocklists from the data partition, loaded once at start.
+//! Blocklists from the data partition, loaded at start and again whenever the
+//! `[dns]` settings change (the resolver swaps the whole set in at once).
 //!
 //! Each configured list has a name and a path. The path is a file, or a
 //! directory whose regular files (names not starting with '.') are all read,
@@ -110,7 +111,7 @@ fn blockable(name: &str) -> Option<Vec<u8>> {
 impl Blocklists {
     pub fn load(sources: &[config::Blocklist]) -> Blocklists {
         let mut b = Blocklists::default();
-        for src in sources {
+        for src in sources.iter().filter(|s| s.enabled) {
             let idx = u16::try_from(b.lists.len()).unwrap_or(u16::MAX);
             let mut stats = ListStats {
                 name: src.name.clone(),
@@ -275,12 +276,20 @@ mod tests {
             config::Blocklist {
                 name: "dir".into(),
                 path: dir.display().to_string(),
+                enabled: true,
             },
             config::Blocklist {
                 name: "gone".into(),
                 path: dir.join("absent.txt").display().to_string(),
+                enabled: true,
+            },
+            config::Blocklist {
+                name: "off".into(),
+                path: dir.display().to_string(),
+                enabled: false,
             },
         ]);
+        assert_eq!(b.lists.len(), 2, "a disabled list is not loaded");
         assert_eq!(b.lists[0].entries, 2);
         assert!(b.lists[0].errors.is_empty());
         assert_eq!(b.lists[1].entries, 0);

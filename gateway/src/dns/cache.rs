@@ -258,17 +258,11 @@ pub struct Cache {
     /// foldhash with a per-process random seed: fast, and clients cannot
     /// pick names that collide.
     hasher: lru::DefaultHasher,
-    pub policy: TtlPolicy,
     gauges: std::sync::Arc<Gauges>,
 }
 
 impl Cache {
-    pub fn new(
-        budget: usize,
-        shards: usize,
-        policy: TtlPolicy,
-        gauges: std::sync::Arc<Gauges>,
-    ) -> Self {
+    pub fn new(budget: usize, shards: usize, gauges: std::sync::Arc<Gauges>) -> Self {
         let shards = shards.max(1);
         let per = budget / shards;
         Cache {
@@ -282,7 +276,6 @@ impl Cache {
                 })
                 .collect(),
             hasher: lru::DefaultHasher::default(),
-            policy,
             gauges,
         }
     }
@@ -302,6 +295,17 @@ impl Cache {
             .iter()
             .map(|s| s.lock().unwrap().map.len())
             .sum()
+    }
+
+    /// Drops every entry (after an upstream or TTL policy change: what was
+    /// stored came from, or was kept under, settings no longer in force).
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some((_, e)) = s.map.pop_lru() {
+                s.forget(&e, &self.gauges);
+            }
+        }
     }
 
     /// On a hit, writes the reply for `q` into `out` (UDP size limit not
@@ -406,7 +410,7 @@ mod tests {
     };
 
     fn cache(budget: usize) -> Cache {
-        Cache::new(budget, 1, POLICY, Arc::new(Gauges::default()))
+        Cache::new(budget, 1, Arc::new(Gauges::default()))
     }
 
     fn reply(name: &str, ttls: &[u32]) -> (Vec<u8>, Vec<u8>) {

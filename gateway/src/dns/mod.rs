@@ -97,13 +97,21 @@ impl Counters {
 
 /// Runs the forwarder forever, counting into `counters` (the web UI reads
 /// them) and answering for the hostnames of active leases in `leases`.
-pub async fn run(ctx: Context, counters: Arc<Counters>, leases: SharedStore) -> anyhow::Result<()> {
+/// `published` is the config in force: changes to its `[dns]` section
+/// (blocklists, hosts, upstreams, TTLs) are applied without a restart.
+pub async fn run(
+    ctx: Context,
+    counters: Arc<Counters>,
+    leases: SharedStore,
+    published: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+) -> anyhow::Result<()> {
     let addr = SocketAddr::from((ctx.config.lan.address, 53));
     let workers = match ctx.config.dns.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         n => n.min(64),
     };
     let resolver = Arc::new(resolver::Resolver::new(ctx, counters, Some(leases)));
+    tokio::spawn(resolver.clone().follow(published));
     let (udp, tcp) = server::bind(addr, workers).await;
     let mut stopped = server::spawn_udp_workers(udp, resolver.clone());
     tokio::select! {

@@ -7,6 +7,11 @@
 //! Full path (`handle`, async): validate with hickory, answer local names,
 //! blocked names, the cache, then forward, cache the reply and shape it for
 //! the transport. Every query ends up in the per-client log.
+//!
+//! What `[dns]` decides (blocklists, static hosts, upstreams, TTL policy,
+//! block mode) lives in one `Live` value behind a lock that is only taken to
+//! read it (or, briefly, to swap in a new one): a settings change is built off
+//! the query path and put in force whole.
 
 use super::blocklist::Blocklists;
 use super::cache::{Cache, Stored, Summary, TtlPolicy};
@@ -23,8 +28,9 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RData;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -89,14 +95,75 @@ impl Tally {
     }
 }
 
+/// The resolver's view of `[dns]`, replaced whole when the settings change.
+pub struct Live {
+    /// The settings this was built from.
+    dns: crate::config::Dns,
+    local: LocalZones,
+    pub(super) blocklists: Blocklists,
+    block_mode: BlockMode,
+    policy: TtlPolicy,
+    tls: Option<Arc<TlsClient>>,
+}
+
+impl Live {
+    /// Reads the blocklists: file I/O, so not on an async worker. `old` lends
+    /// its TLS client (and its open connections) when the CA file is the same.
+    fn build(
+        startup: &crate::config::Config,
+        dns: &crate::config::Dns,
+        leases: Option<SharedStore>,
+        old: Option<&Live>,
+    ) -> Live {
+        let sys = &startup.system;
+        let mut local =
+            LocalZones::new(&sys.hostname, &sys.domain, startup.lan.address).with_hosts(&dns.hosts);
+        if let Some(store) = leases {
+            local = local.with_leases(store);
+        }
+        let tls = if dns.tls_upstreams.is_empty() {
+            None
+        } else if let Some(t) = old
+            .filter(|o| o.dns.tls_ca_file == dns.tls_ca_file)
+            .and_then(|o| o.tls.clone())
+        {
+            Some(t)
+        } else {
+            match TlsClient::new(dns.tls_ca_file.as_deref().map(std::path::Path::new)) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    // Queries then fail (SERVFAIL) rather than leak in clear text.
+                    eprintln!("gatewayd: dns: TLS upstreams unusable: {e:#}");
+                    None
+                }
+            }
+        };
+        Live {
+            local,
+            blocklists: Blocklists::load(&dns.blocklists),
+            block_mode: if dns.block_mode == "nxdomain" {
+                BlockMode::NxDomain
+            } else {
+                BlockMode::Null
+            },
+            policy: TtlPolicy {
+                min_ttl: dns.min_ttl,
+                max_ttl: dns.max_ttl,
+            },
+            tls,
+            dns: dns.clone(),
+        }
+    }
+}
+
 pub struct Resolver {
+    /// The config gatewayd started with: the LAN address and names stay as they
+    /// were bound; `[dns]` itself follows `live`.
     ctx: Context,
     pub counters: Arc<Counters>,
-    local: LocalZones,
-    blocklists: Blocklists,
-    block_mode: BlockMode,
+    leases: Option<SharedStore>,
+    live: RwLock<Arc<Live>>,
     cache: Cache,
-    tls: Option<TlsClient>,
     /// Upstream that answered last.
     preferred: Mutex<Option<Target>>,
     /// Port of clear-text upstreams: 53, but tests use loopback servers.
@@ -114,51 +181,88 @@ struct Outcome {
 impl Resolver {
     pub fn new(ctx: Context, counters: Arc<Counters>, leases: Option<SharedStore>) -> Self {
         let cfg = &ctx.config;
-        let mut local = LocalZones::new(&cfg.system.hostname, &cfg.system.domain, cfg.lan.address)
-            .with_hosts(&cfg.dns.hosts);
-        if let Some(store) = leases {
-            local = local.with_leases(store);
-        }
-        let blocklists = Blocklists::load(&cfg.dns.blocklists);
+        let live = Live::build(cfg, &cfg.dns, leases.clone(), None);
         if let Ok(mut v) = counters.blocklists.lock() {
-            *v = blocklists.lists.clone();
+            *v = live.blocklists.lists.clone();
         }
-        let tls = if cfg.dns.tls_upstreams.is_empty() {
-            None
-        } else {
-            match TlsClient::new(cfg.dns.tls_ca_file.as_deref().map(std::path::Path::new)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    // Queries then fail (SERVFAIL) rather than leak in clear text.
-                    eprintln!("gatewayd: dns: TLS upstreams unusable: {e:#}");
-                    None
-                }
-            }
-        };
-        let policy = TtlPolicy {
-            min_ttl: cfg.dns.min_ttl,
-            max_ttl: cfg.dns.max_ttl,
-        };
+        // The cache's size is fixed at start; the TTL policy it stores under is `Live`'s.
         let cache = Cache::new(
             cfg.dns.cache_bytes,
             super::cache::SHARDS,
-            policy,
             counters.cache.clone(),
         );
         Resolver {
-            block_mode: if cfg.dns.block_mode == "nxdomain" {
-                BlockMode::NxDomain
-            } else {
-                BlockMode::Null
-            },
             ctx,
             counters,
-            local,
-            blocklists,
+            leases,
+            live: RwLock::new(Arc::new(live)),
             cache,
-            tls,
             preferred: Mutex::new(None),
             plain_port: 53,
+        }
+    }
+
+    /// The settings in force, for one query.
+    pub fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Builds the resolver's view of `dns` and puts it in force. Blocks (it
+    /// reads the blocklists): call it off the async workers.
+    pub fn reload(&self, dns: &crate::config::Dns) {
+        let old = self.live();
+        let new = Live::build(&self.ctx.config, dns, self.leases.clone(), Some(&old));
+        // Blocks counted so far stay with a list that is still there.
+        for l in &new.blocklists.lists {
+            if let Some(o) = old
+                .blocklists
+                .lists
+                .iter()
+                .find(|o| o.name == l.name && o.path == l.path)
+            {
+                l.blocked.store(o.blocked.load(Relaxed), Relaxed);
+            }
+        }
+        if let Ok(mut v) = self.counters.blocklists.lock() {
+            *v = new.blocklists.lists.clone();
+        }
+        let upstreams_changed = old.dns.upstreams != dns.upstreams
+            || old.dns.tls_upstreams != dns.tls_upstreams
+            || old.dns.tls_ca_file != dns.tls_ca_file;
+        let policy_changed = old.policy != new.policy;
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(new);
+        if upstreams_changed {
+            if let Ok(mut p) = self.preferred.lock() {
+                *p = None;
+            }
+        }
+        // Stored answers came from the old resolvers, or were kept under the old
+        // TTL bounds: start afresh.
+        if upstreams_changed || policy_changed {
+            self.cache.clear();
+        }
+        eprintln!("gatewayd: dns: settings reloaded");
+    }
+
+    /// Follows the published config: each change of its `[dns]` section is
+    /// loaded off the async workers and put in force. Returns when the
+    /// publisher goes away.
+    pub async fn follow(
+        self: Arc<Self>,
+        mut published: watch::Receiver<Arc<crate::config::Config>>,
+    ) {
+        while published.changed().await.is_ok() {
+            let cfg = published.borrow_and_update().clone();
+            if cfg.dns == self.live().dns {
+                continue;
+            }
+            let r = self.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || r.reload(&cfg.dns)).await {
+                eprintln!("gatewayd: dns: reload failed: {e}");
+            }
         }
     }
 
@@ -173,13 +277,16 @@ impl Resolver {
         let Some(last) = q.labels.iter().rev().nth(1) else {
             return false; // the root: let the full path deal with it
         };
-        if self.local.maybe_local(name, last) {
+        // A read guard, not a clone of the Arc: the fast path stays at one
+        // uncontended atomic here.
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        if live.local.maybe_local(name, last) {
             return false;
         }
-        let outcome = if let Some(list) = self.blocklists.check(name, &q.labels) {
-            self.blocklists.count(list);
+        let outcome = if let Some(list) = live.blocklists.check(name, &q.labels) {
+            live.blocklists.count(list);
             b.tally.blocked += 1;
-            self.blocked_reply(&q, out)
+            blocked_reply(live.block_mode, &q, out)
         } else if let Some(s) = self.cache.lookup(key.as_bytes(), &q, b.now, out) {
             wire::fit_udp(out, &q);
             b.tally.cache_hits += 1;
@@ -190,38 +297,11 @@ impl Resolver {
         } else {
             return false;
         };
+        drop(live);
         b.tally.queries += 1;
         let name = querylog::Name::Wire(name);
         log_query(b.log, client, b.now_ms, name, q.qtype, &outcome);
         true
-    }
-
-    fn blocked_reply(&self, q: &Question, out: &mut Vec<u8>) -> Outcome {
-        let (rcode, answer): (u8, Option<(u16, &[u8])>) = match self.block_mode {
-            BlockMode::NxDomain => (wire::RCODE_NXDOMAIN, None),
-            BlockMode::Null => match (q.qtype, q.qclass) {
-                (wire::TYPE_A, wire::CLASS_IN) => {
-                    (wire::RCODE_NOERROR, Some((wire::TYPE_A, &[0; 4])))
-                }
-                (wire::TYPE_AAAA, wire::CLASS_IN) => {
-                    (wire::RCODE_NOERROR, Some((wire::TYPE_AAAA, &[0; 16])))
-                }
-                _ => (wire::RCODE_NOERROR, None),
-            },
-        };
-        wire::synth_reply(q, rcode, answer.map(|(t, d)| (t, BLOCKED_TTL, d)), out);
-        Outcome {
-            rcode,
-            answer: answer.map(|(t, _)| {
-                if t == wire::TYPE_A {
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-                } else {
-                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-                }
-            }),
-            blocked: true,
-            cached: false,
-        }
     }
 
     /// The reply to send back, or None to stay silent (malformed input).
@@ -270,7 +350,8 @@ impl Resolver {
 
     async fn resolve(&self, bytes: &[u8], req: &Message) -> Option<(Vec<u8>, Outcome)> {
         let c = &self.counters;
-        if let Some(m) = self.local.answer(req) {
+        let live = self.live();
+        if let Some(m) = live.local.answer(req) {
             c.local_answers.fetch_add(1, Relaxed);
             let answer = m.answers().iter().find_map(|r| match r.data() {
                 RData::A(a) => Some(IpAddr::V4(a.0)),
@@ -289,10 +370,10 @@ impl Resolver {
         let mut out = Vec::new();
         if let Some(q) = &raw {
             let key = wire::Key::new(q);
-            if let Some(list) = self.blocklists.check(key.name(), &q.labels) {
-                self.blocklists.count(list);
+            if let Some(list) = live.blocklists.check(key.name(), &q.labels) {
+                live.blocklists.count(list);
                 c.blocked.fetch_add(1, Relaxed);
-                let outcome = self.blocked_reply(q, &mut out);
+                let outcome = blocked_reply(live.block_mode, q, &mut out);
                 return Some((out, outcome));
             }
             // Served even if too big for this client's UDP buffer: `fit` then
@@ -310,7 +391,7 @@ impl Resolver {
         }
 
         let question = req.queries().first()?;
-        let targets = self.targets();
+        let targets = self.targets(&live.dns);
         let preferred = self.preferred.lock().ok().and_then(|p| p.clone());
         let ordered = upstream::order(&targets, preferred.as_ref());
         let forwarded = upstream::forward(
@@ -319,7 +400,7 @@ impl Resolver {
             &ordered,
             upstream::TIMEOUT,
             c,
-            self.tls.as_ref(),
+            live.tls.as_deref(),
         )
         .await;
         let Some((from, mut reply)) = forwarded else {
@@ -338,9 +419,9 @@ impl Resolver {
         }
         c.forwarded.fetch_add(1, Relaxed);
         c.names.record_reply(&reply);
-        let stored: Option<Stored> = raw.as_ref().and_then(|q| {
-            super::cache::prepare(&reply, q.qtype, q.section.len(), self.cache.policy)
-        });
+        let stored: Option<Stored> = raw
+            .as_ref()
+            .and_then(|q| super::cache::prepare(&reply, q.qtype, q.section.len(), live.policy));
         let outcome = match wire::walk(&reply) {
             Some(w) => Outcome {
                 rcode: w.rcode,
@@ -365,14 +446,13 @@ impl Resolver {
 
     /// TLS upstreams when configured (then never clear text), else the
     /// configured or WAN-provided resolvers on port 53.
-    fn targets(&self) -> Vec<Target> {
-        let cfg = &self.ctx.config;
-        if !cfg.dns.tls_upstreams.is_empty() {
-            return cfg
-                .dns
+    fn targets(&self, dns: &crate::config::Dns) -> Vec<Target> {
+        let lan = self.ctx.config.lan.address;
+        if !dns.tls_upstreams.is_empty() {
+            return dns
                 .tls_upstreams
                 .iter()
-                .filter(|t| t.address != cfg.lan.address)
+                .filter(|t| t.address != lan)
                 .map(|t| Target::Tls {
                     addr: SocketAddr::from((t.address, t.port)),
                     name: t.name.clone(),
@@ -380,10 +460,36 @@ impl Resolver {
                 .collect();
         }
         let wan = self.ctx.wan.borrow();
-        pick_upstreams(&cfg.dns.upstreams, &wan.dns, cfg.lan.address)
+        pick_upstreams(&dns.upstreams, &wan.dns, lan)
             .into_iter()
             .map(|ip| Target::Plain(SocketAddr::from((ip, self.plain_port))))
             .collect()
+    }
+}
+
+fn blocked_reply(mode: BlockMode, q: &Question, out: &mut Vec<u8>) -> Outcome {
+    let (rcode, answer): (u8, Option<(u16, &[u8])>) = match mode {
+        BlockMode::NxDomain => (wire::RCODE_NXDOMAIN, None),
+        BlockMode::Null => match (q.qtype, q.qclass) {
+            (wire::TYPE_A, wire::CLASS_IN) => (wire::RCODE_NOERROR, Some((wire::TYPE_A, &[0; 4]))),
+            (wire::TYPE_AAAA, wire::CLASS_IN) => {
+                (wire::RCODE_NOERROR, Some((wire::TYPE_AAAA, &[0; 16])))
+            }
+            _ => (wire::RCODE_NOERROR, None),
+        },
+    };
+    wire::synth_reply(q, rcode, answer.map(|(t, d)| (t, BLOCKED_TTL, d)), out);
+    Outcome {
+        rcode,
+        answer: answer.map(|(t, _)| {
+            if t == wire::TYPE_A {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            }
+        }),
+        blocked: true,
+        cached: false,
     }
 }
 
@@ -627,6 +733,7 @@ mod tests {
         cfg.dns.blocklists = vec![Blocklist {
             name: "ads".into(),
             path: list.display().to_string(),
+            enabled: true,
         }];
         let shard = Mutex::new(Shard::default());
         let mut tally = Tally::default();
@@ -651,7 +758,7 @@ mod tests {
         let m = Message::from_vec(&r.handle(&a, Transport::Tcp, CLIENT).await.unwrap()).unwrap();
         assert_eq!(m.answers()[0].data(), &RData::A(A::new(0, 0, 0, 0)));
         assert_eq!(tally.blocked, 3);
-        assert_eq!(r.blocklists.lists[0].blocked.load(Relaxed), 4);
+        assert_eq!(r.live().blocklists.lists[0].blocked.load(Relaxed), 4);
         assert_eq!(r.counters.forwarded.load(Relaxed), 0);
         let log = r.counters.query_log(CLIENT);
         assert!(log[0].blocked);
@@ -661,6 +768,76 @@ mod tests {
         let m = fast(&r, &a, &shard, &mut tally).unwrap();
         assert_eq!(m.response_code(), ResponseCode::NXDomain);
         assert!(m.answers().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn published_dns_changes_take_effect_without_a_restart() {
+        let dir = std::env::temp_dir().join(format!(
+            "gh-res-live-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("ads.txt");
+        std::fs::write(&list, "ads.example.test\n").unwrap();
+        let (up, _h) = fake_upstream(a_record).await;
+        let cfg = Config::default();
+        let r = Arc::new(resolver(cfg.clone(), Some(up)));
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(r.ctx.config.as_ref().clone()));
+        tokio::spawn(r.clone().follow(rx));
+        // Forwarded and cached before the change.
+        let m = ask(&r, "ads.example.test.", RecordType::A).await;
+        assert_eq!(m.answers()[0].data(), &RData::A(A::new(192, 0, 2, 7)));
+        let m = ask(&r, "nas.lan.", RecordType::A).await;
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+
+        let mut next = r.ctx.config.as_ref().clone();
+        next.dns.blocklists = vec![Blocklist {
+            name: "ads".into(),
+            path: list.display().to_string(),
+            enabled: true,
+        }];
+        next.dns.hosts = vec![DnsHost {
+            name: "nas".into(),
+            ip: Ipv4Addr::new(192, 168, 1, 5),
+        }];
+        tx.send_replace(Arc::new(next.clone()));
+        let t0 = Instant::now();
+        while r.live().blocklists.lists.is_empty() {
+            assert!(t0.elapsed().as_secs() < 5, "reload did not happen");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The cached answer no longer wins over the new list, on either path.
+        let m = ask(&r, "x.ads.example.test.", RecordType::A).await;
+        assert_eq!(m.answers()[0].data(), &RData::A(A::new(0, 0, 0, 0)));
+        let bytes = query_msg("ads.example.test.", RecordType::A, 5)
+            .to_vec()
+            .unwrap();
+        let shard = Mutex::new(Shard::default());
+        let m = fast(&r, &bytes, &shard, &mut Tally::default()).unwrap();
+        assert_eq!(m.answers()[0].data(), &RData::A(A::new(0, 0, 0, 0)));
+        let m = ask(&r, "nas.lan.", RecordType::A).await;
+        assert_eq!(m.answers()[0].data(), &RData::A(A::new(192, 168, 1, 5)));
+        assert_eq!(r.counters.blocklist_stats()[0].entries, 1);
+        assert_eq!(r.counters.blocklist_stats()[0].blocked.load(Relaxed), 2);
+
+        // Disabling the list unblocks; its block count is gone with it. The cache
+        // survives a change that keeps upstreams and TTLs.
+        next.dns.blocklists[0].enabled = false;
+        tx.send_replace(Arc::new(next.clone()));
+        let t0 = Instant::now();
+        while !r.live().blocklists.lists.is_empty() {
+            assert!(t0.elapsed().as_secs() < 5, "reload did not happen");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(fast(&r, &bytes, &shard, &mut Tally::default())
+            .is_some_and(|m| m.answers()[0].data() == &RData::A(A::new(192, 0, 2, 7))));
+        // New upstreams: what the old ones said is dropped.
+        next.dns.upstreams = vec![Ipv4Addr::new(127, 0, 0, 2)];
+        r.reload(&next.dns);
+        assert!(fast(&r, &bytes, &shard, &mut Tally::default()).is_none());
+        assert_eq!(r.counters.cache.entries.load(Relaxed), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -730,7 +907,7 @@ mod speed {
                     &m.to_vec().unwrap(),
                     raw.qtype,
                     raw.section.len(),
-                    r.cache.policy,
+                    r.live().policy,
                 )
                 .unwrap();
                 r.cache

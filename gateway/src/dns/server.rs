@@ -386,6 +386,7 @@ mod tests {
         cfg.dns.blocklists = vec![Blocklist {
             name: "t".into(),
             path: list.display().to_string(),
+            enabled: true,
         }];
         let (_tx, rx) = tokio::sync::watch::channel(crate::wan::WanStatus::default());
         let ctx = Context {
