@@ -354,6 +354,34 @@ impl History {
             .collect())
     }
 
+    /// When each client was last active in [from_ms, to_ms): the start of its last
+    /// non-empty 100 ms bucket where that bucket starts at or after `fine_from_ms`, else the
+    /// end of the last minute it was active in (minus one bucket). One pass over the range:
+    /// minutes before `fine_from_ms` are read as per-client totals, never bucket by bucket,
+    /// so this costs about one `top` however many clients there are.
+    pub fn last_seen(&self, from_ms: u64, to_ms: u64, fine_from_ms: u64) -> Vec<(Mac, u64)> {
+        let (from_b, to_b) = bucket_range(from_ms, to_ms);
+        if from_b >= to_b {
+            return Vec::new();
+        }
+        let mut sink = LastSeenSink {
+            fine_from_b: fine_from_ms.div_ceil(BUCKET_MS),
+            span_end: std::cell::Cell::new(None),
+            last: vec![None; self.dict.clients.len()],
+            to_b,
+        };
+        let f = Filter {
+            client: None,
+            remote: None,
+        };
+        self.scan(&f, from_b, to_b, &mut sink);
+        sink.last
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some((self.dict.clients[i].mac, (*b)? * BUCKET_MS)))
+            .collect()
+    }
+
     /// Top talkers in [from_ms, to_ms), grouped by `by`, by total bytes (up + down)
     /// descending, then by client and remote; at most `n`.
     pub fn top(
@@ -504,6 +532,40 @@ impl Sink for TopSink {
         if let Some(p) = self.per.get_mut(i as usize) {
             *p += *c;
         }
+    }
+}
+
+/// Per client, the latest bucket seen. Whole minutes before `fine_from_b` come as client
+/// totals (hours are split into their minutes so the answer stays within a minute);
+/// later ones bucket by bucket.
+struct LastSeenSink {
+    fine_from_b: u64,
+    /// The end of the span `coarse` last agreed to take as totals; cleared at each chunk's
+    /// end, so the open chunks' exact buckets are never mistaken for totals.
+    span_end: std::cell::Cell<Option<u64>>,
+    last: Vec<Option<u64>>,
+    to_b: u64,
+}
+
+impl Sink for LastSeenSink {
+    fn coarse(&self, first_b: u64, end_b: u64) -> Option<Level> {
+        let take = end_b - first_b <= CHUNK_BUCKETS && end_b <= self.fine_from_b;
+        self.span_end.set(take.then_some(end_b));
+        take.then_some(Level::Client)
+    }
+
+    fn add(&mut self, client: u32, _: u32, bucket: u64, _: &Counts) {
+        let b = match self.span_end.get() {
+            Some(end) => end.min(self.to_b) - 1,
+            None => bucket,
+        };
+        if let Some(l) = self.last.get_mut(client as usize) {
+            *l = Some(l.map_or(b, |x| x.max(b)));
+        }
+    }
+
+    fn end_chunk(&mut self) {
+        self.span_end.set(None);
     }
 }
 

@@ -907,3 +907,60 @@ fn hourly_rollups_match_chunks() {
     assert_eq!(g.stats().rollups, 3);
     check(&g, T0 + 1_800_000, end);
 }
+
+#[test]
+fn last_seen_is_exact_recently_and_within_its_minute_before() {
+    let mut h = History::new(Config::default());
+    let mut reference = Reference::default();
+    // 90 minutes: sealed chunks, an hour rollup and open chunks all take part.
+    let end = fill(&mut h, &mut reference, 21, 90);
+    reference.freeze();
+    let from = T0;
+    let to = end + 1;
+    let fine_from = end - 5 * 60_000;
+    let mut exact: BTreeMap<Mac, u64> = BTreeMap::new();
+    for (m, _, b, _) in reference.matching(None, None, from, to) {
+        let e = exact.entry(m).or_default();
+        *e = (*e).max(b);
+    }
+    let got: BTreeMap<Mac, u64> = h.last_seen(from, to, fine_from).into_iter().collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        exact.keys().collect::<Vec<_>>()
+    );
+    let to_b = to.div_ceil(BUCKET_MS);
+    for (m, b) in &exact {
+        let want = if b * BUCKET_MS >= fine_from {
+            b * BUCKET_MS
+        } else {
+            let chunk_end = (b / codec::CHUNK_BUCKETS + 1) * codec::CHUNK_BUCKETS;
+            (chunk_end.min(to_b) - 1) * BUCKET_MS
+        };
+        assert_eq!(got[m], want, "client {m:?}, last bucket {b}");
+    }
+    // Everything before the fine window: each client placed in its last minute.
+    let cut = T0 + 37 * 60_000 + 12_345;
+    let mut before: BTreeMap<Mac, u64> = BTreeMap::new();
+    for (m, _, b, _) in reference.matching(None, None, from, cut) {
+        let e = before.entry(m).or_default();
+        *e = (*e).max(b);
+    }
+    assert!(!before.is_empty());
+    let got: BTreeMap<Mac, u64> = h.last_seen(from, cut, end).into_iter().collect();
+    assert_eq!(got.len(), before.len());
+    let cut_b = cut.div_ceil(BUCKET_MS);
+    for (m, b) in &before {
+        let chunk_end = (b / codec::CHUNK_BUCKETS + 1) * codec::CHUNK_BUCKETS;
+        if chunk_end <= cut_b {
+            assert_eq!(
+                got[m],
+                (chunk_end - 1) * BUCKET_MS,
+                "client {m:?}, bucket {b}"
+            );
+        } else {
+            // The minute cut by the range is read bucket by bucket.
+            assert_eq!(got[m], b * BUCKET_MS, "client {m:?}, bucket {b}");
+        }
+    }
+    assert!(h.last_seen(to, from, fine_from).is_empty());
+}

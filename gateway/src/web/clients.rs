@@ -11,7 +11,6 @@ use super::auth::{parse_form, SessionInfo};
 use super::status::{format_bytes, format_duration};
 use super::traffic_page::{
     chart, format_ago, format_utc, nav, points, view_of, Chart, Nav, SpanParams, View, DAY_MS,
-    HOUR_MS,
 };
 use super::AppState;
 use crate::config::{parse_mac, Config, Device, StaticLease};
@@ -26,7 +25,7 @@ use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
-use traffic_history::{Counts, GroupBy, History, Mac};
+use traffic_history::{Counts, GroupBy, Mac};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -238,20 +237,6 @@ pub fn build_rows(inp: &Inputs) -> Vec<ClientRow> {
     rows
 }
 
-/// The start of the device's last 100 ms with traffic in [from, to): the last non-empty
-/// hour, then minute, second and bucket in it. Each step reads at most 60 points (the
-/// first, one per hour of the range), so a device costs little however long the history.
-pub fn last_active(h: &History, mac: Mac, from: u64, to: u64) -> Option<u64> {
-    let (mut lo, mut hi) = (from, to);
-    for res in [HOUR_MS, 60_000, 1_000, 100] {
-        let pts = h.series(Some(mac), None, lo, hi, res).ok()?;
-        let last = pts.last()?;
-        lo = last.t_ms.max(lo);
-        hi = (last.t_ms + res).min(hi);
-    }
-    Some(lo)
-}
-
 /// Device names by MAC: the owner's, else the DHCP host name (for the traffic page).
 pub(super) fn display_names(st: &AppState) -> HashMap<Mac, String> {
     let mut names: HashMap<Mac, String> = st
@@ -320,10 +305,11 @@ fn gather(st: &AppState, only: Option<Mac>) -> Gathered {
                 .collect()
         };
         let day = per_client(now_ms.saturating_sub(DAY_MS));
-        let ever = per_client(oldest);
-        let last: HashMap<Mac, u64> = ever
-            .keys()
-            .filter_map(|m| Some((*m, last_active(&h, *m, oldest, now_ms + 1)?)))
+        // To the 100 ms in the last ten minutes, to the minute before: one pass for all.
+        let last: HashMap<Mac, u64> = h
+            .last_seen(oldest, now_ms + 1, now_ms.saturating_sub(10 * 60_000))
+            .into_iter()
+            .filter(|(m, _)| only.is_none_or(|o| o == *m))
             .collect();
         (day, last)
     };
@@ -1089,34 +1075,6 @@ mod tests {
         );
         assert_eq!(c.text.lease, "static, not seen yet");
         assert_eq!(c.text.last_seen, "never");
-    }
-
-    #[test]
-    fn last_activity_is_found_down_to_the_bucket() {
-        let mut h = History::new(traffic_history::Config {
-            memory_limit: 8 << 20,
-            retention_ms: DAY_MS,
-        });
-        let rec = |t_ms: u64, client: Mac| Record {
-            t_ms,
-            client,
-            remote: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
-            dir: Dir::Down,
-            bytes: 100,
-        };
-        let start = NOW_MS - 3 * HOUR_MS;
-        h.ingest(&[
-            rec(start + 1_000, A),
-            rec(NOW_MS - 2 * HOUR_MS + 123_456, A),
-            rec(start + 5_000, B),
-        ]);
-        h.advance(NOW_MS);
-        assert_eq!(
-            last_active(&h, A, start, NOW_MS),
-            Some(NOW_MS - 2 * HOUR_MS + 123_400)
-        );
-        assert_eq!(last_active(&h, B, start, NOW_MS), Some(start + 5_000));
-        assert_eq!(last_active(&h, C, start, NOW_MS), None);
     }
 
     #[test]
