@@ -82,7 +82,8 @@ enabled = false
 port = 8080
 EOF
 mkdir -p "$WORK/data" "$WORK/run"
-inns $RTR "$GATEWAYD" --config "$WORK/gatehouse.toml" --data-dir "$WORK/data" \
+# ip netns exec directly (inns is a function, run in a subshell): $! is gatewayd's PID.
+ip netns exec $RTR "$GATEWAYD" --config "$WORK/gatehouse.toml" --data-dir "$WORK/data" \
     --run-dir "$WORK/run" --no-wan-client >"$WORK/gatewayd.log" 2>&1 &
 GW_PID=$!
 for _ in $(seq 100); do grep -q "listening on ghv-l port 67" "$WORK/gatewayd.log" && break; sleep 0.1; done
