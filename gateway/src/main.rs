@@ -167,6 +167,7 @@ async fn serve(args: Args, loaded: config::Loaded) {
         log_socket: Arc::from(log_socket::SOCKET),
         config: config_file.clone(),
         host: Default::default(),
+        listeners: Default::default(),
     };
     tasks.spawn(nat::reload_on_sighup(
         hup,

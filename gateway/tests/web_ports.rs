@@ -62,6 +62,7 @@ async fn lab(tag: &str) -> Lab {
         update: common::idle_update(&dir),
         log_socket: Arc::from(dir.join("log.sock").to_str().unwrap()),
         host: Default::default(),
+        listeners: Default::default(),
         config: Arc::new(ConfigFile::new(
             dir.join("gatehouse.toml"),
             Arc::new(cfg),

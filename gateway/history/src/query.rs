@@ -355,17 +355,20 @@ impl History {
     }
 
     /// When each client was last active in [from_ms, to_ms): the start of its last
-    /// non-empty 100 ms bucket where that bucket starts at or after `fine_from_ms`, else the
-    /// end of the last minute it was active in (minus one bucket). One pass over the range:
-    /// minutes before `fine_from_ms` are read as per-client totals, never bucket by bucket,
-    /// so this costs about one `top` however many clients there are.
+    /// non-empty 100 ms bucket where that bucket starts at or after `fine_from_ms`; before
+    /// that, the last bucket of the last minute it was active in, and more than an hour
+    /// before `fine_from_ms`, of the last hour. One pass over the range, reading whole
+    /// minutes and hours as per-client totals, so this costs about one `top` however many
+    /// clients there are.
     pub fn last_seen(&self, from_ms: u64, to_ms: u64, fine_from_ms: u64) -> Vec<(Mac, u64)> {
         let (from_b, to_b) = bucket_range(from_ms, to_ms);
         if from_b >= to_b {
             return Vec::new();
         }
+        let fine_from_b = fine_from_ms.div_ceil(BUCKET_MS);
         let mut sink = LastSeenSink {
-            fine_from_b: fine_from_ms.div_ceil(BUCKET_MS),
+            fine_from_b,
+            hours_before_b: fine_from_b.saturating_sub(HOUR_CHUNKS * CHUNK_BUCKETS),
             span_end: std::cell::Cell::new(None),
             last: vec![None; self.dict.clients.len()],
             to_b,
@@ -535,11 +538,11 @@ impl Sink for TopSink {
     }
 }
 
-/// Per client, the latest bucket seen. Whole minutes before `fine_from_b` come as client
-/// totals (hours are split into their minutes so the answer stays within a minute);
-/// later ones bucket by bucket.
+/// Per client, the latest bucket seen. Whole hours ending by `hours_before_b` and whole
+/// minutes ending by `fine_from_b` come as client totals; the rest bucket by bucket.
 struct LastSeenSink {
     fine_from_b: u64,
+    hours_before_b: u64,
     /// The end of the span `coarse` last agreed to take as totals; cleared at each chunk's
     /// end, so the open chunks' exact buckets are never mistaken for totals.
     span_end: std::cell::Cell<Option<u64>>,
@@ -549,7 +552,11 @@ struct LastSeenSink {
 
 impl Sink for LastSeenSink {
     fn coarse(&self, first_b: u64, end_b: u64) -> Option<Level> {
-        let take = end_b - first_b <= CHUNK_BUCKETS && end_b <= self.fine_from_b;
+        let take = if end_b - first_b > CHUNK_BUCKETS {
+            end_b <= self.hours_before_b
+        } else {
+            end_b <= self.fine_from_b
+        };
         self.span_end.set(take.then_some(end_b));
         take.then_some(Level::Client)
     }

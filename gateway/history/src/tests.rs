@@ -912,7 +912,8 @@ fn hourly_rollups_match_chunks() {
 fn last_seen_is_exact_recently_and_within_its_minute_before() {
     let mut h = History::new(Config::default());
     let mut reference = Reference::default();
-    // 90 minutes: sealed chunks, an hour rollup and open chunks all take part.
+    // 90 minutes: sealed chunks, an hour rollup and open chunks all take part (the fine
+    // window starts within an hour of everything, so no hour is read as a whole).
     let end = fill(&mut h, &mut reference, 21, 90);
     reference.freeze();
     let from = T0;
@@ -963,4 +964,21 @@ fn last_seen_is_exact_recently_and_within_its_minute_before() {
         }
     }
     assert!(h.last_seen(to, from, fine_from).is_empty());
+}
+
+#[test]
+fn last_seen_reads_old_hours_as_wholes() {
+    let mut h = History::new(Config::default());
+    let a = rec(T0 + 5 * 60_000 + 1_234, 1, 1, Dir::Up, 100);
+    let b = rec(T0 + 3 * 3_600_000 + 7_777, 2, 2, Dir::Down, 100);
+    h.ingest(&[a]);
+    h.advance(T0 + 3 * 3_600_000);
+    h.ingest(&[b]);
+    let now = T0 + 3 * 3_600_000 + 60_000;
+    h.advance(now);
+    let got: BTreeMap<Mac, u64> = h.last_seen(T0, now, now - 2 * 60_000).into_iter().collect();
+    // Client 1's hour is long before the fine window: placed at the end of that hour.
+    assert_eq!(got[&mac(1)], T0 + 3_600_000 - BUCKET_MS);
+    // Client 2 is in the fine window: exact.
+    assert_eq!(got[&mac(2)], T0 + 3 * 3_600_000 + 7_700);
 }

@@ -305,9 +305,10 @@ fn gather(st: &AppState, only: Option<Mac>) -> Gathered {
                 .collect()
         };
         let day = per_client(now_ms.saturating_sub(DAY_MS));
-        // To the 100 ms in the last ten minutes, to the minute before: one pass for all.
+        // To the 100 ms in the last two minutes, to the minute in the hour before, to the
+        // hour before that: one pass for all devices.
         let last: HashMap<Mac, u64> = h
-            .last_seen(oldest, now_ms + 1, now_ms.saturating_sub(10 * 60_000))
+            .last_seen(oldest, now_ms + 1, now_ms.saturating_sub(2 * 60_000))
             .into_iter()
             .filter(|(m, _)| only.is_none_or(|o| o == *m))
             .collect();

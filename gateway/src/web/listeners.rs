@@ -8,6 +8,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// TCP_LISTEN in the kernel's socket state numbering.
 const TCP_LISTEN: u8 = 0x0A;
@@ -226,6 +228,31 @@ pub fn collect(root: &Path, wan: Option<Ipv4Addr>) -> Vec<Listener> {
         .filter(|i| *i != 0)
         .collect();
     merge(&sockets, &owners(root, &wanted), wan)
+}
+
+/// How long a reading is reused. Reading /proc/net/tcp walks the kernel's whole socket
+/// hash (sized by the RAM, not by what is open), and what listens changes rarely.
+const MAX_AGE: Duration = Duration::from_secs(2);
+
+/// The last `collect`, reused for `MAX_AGE` while the WAN address is the same.
+#[derive(Default)]
+pub struct Cache {
+    last: Mutex<Option<(Instant, Option<Ipv4Addr>, Vec<Listener>)>>,
+}
+
+impl Cache {
+    /// `collect(root, wan)`, or a reading at most `MAX_AGE` old. Blocking, as `collect`.
+    pub fn get(&self, root: &Path, wan: Option<Ipv4Addr>) -> Vec<Listener> {
+        let lock = || self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, w, v)) = &*lock() {
+            if at.elapsed() < MAX_AGE && *w == wan {
+                return v.clone();
+            }
+        }
+        let v = collect(root, wan);
+        *lock() = Some((Instant::now(), wan, v.clone()));
+        v
+    }
 }
 
 #[cfg(test)]

@@ -484,6 +484,7 @@ mod tests {
                 None,
             )),
             host: Default::default(),
+            listeners: Default::default(),
         };
         Lab {
             state: AppState { ctx, shared },

@@ -49,6 +49,8 @@ pub struct Shared {
     pub config: Arc<crate::config::edit::ConfigFile>,
     /// CPU and memory readings for the dashboard.
     pub host: Arc<host::HostStats>,
+    /// The ports page's last reading of the router's sockets.
+    pub listeners: Arc<listeners::Cache>,
 }
 
 #[derive(Clone)]

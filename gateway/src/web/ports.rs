@@ -224,7 +224,8 @@ pub fn busiest(mut all: Vec<MappingView>, n: usize) -> (Vec<MappingView>, usize)
 
 async fn read_listeners(st: &AppState) -> Vec<Listener> {
     let wan = st.ctx.wan.borrow().address;
-    tokio::task::spawn_blocking(move || listeners::collect(std::path::Path::new(PROC), wan))
+    let cache = st.shared.listeners.clone();
+    tokio::task::spawn_blocking(move || cache.get(std::path::Path::new(PROC), wan))
         .await
         .unwrap_or_default()
 }

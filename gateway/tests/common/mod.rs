@@ -47,6 +47,7 @@ pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Tra
             None,
         )),
         host: Default::default(),
+        listeners: Default::default(),
     };
     (router(AppState { ctx, shared }), traffic)
 }
