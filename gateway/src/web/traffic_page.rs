@@ -35,11 +35,22 @@ const RES_STEPS: [u64; 16] = [
 /// Parts of the chart a click zooms into.
 const BANDS: u64 = 4;
 
+/// Views of an hour or more are drawn at a minute or coarser: whole minutes are read from
+/// their totals, while a finer point means decoding every 100 ms bucket of every device
+/// (tens of milliseconds per view with a full house).
+const WIDE_SPAN_MS: u64 = HOUR_MS;
+const WIDE_MIN_RES_MS: u64 = 60_000;
+
 /// The finest resolution that keeps a span within the chart's points.
 pub fn resolution(span_ms: u64) -> u64 {
+    let floor = if span_ms >= WIDE_SPAN_MS {
+        WIDE_MIN_RES_MS
+    } else {
+        0
+    };
     *RES_STEPS
         .iter()
-        .find(|&&r| span_ms.div_ceil(r) <= MAX_POINTS)
+        .find(|&&r| r >= floor && span_ms.div_ceil(r) <= MAX_POINTS)
         .unwrap_or(&3_600_000)
 }
 
@@ -547,7 +558,8 @@ mod tests {
         assert_eq!(resolution(10_000), 100);
         assert_eq!(resolution(36_000), 100);
         assert_eq!(resolution(36_001), 200);
-        assert_eq!(resolution(HOUR_MS), 10_000);
+        assert_eq!(resolution(HOUR_MS - 1), 10_000);
+        assert_eq!(resolution(HOUR_MS), 60_000);
         assert_eq!(resolution(DAY_MS), 300_000);
         assert_eq!(resolution(30 * DAY_MS), 3_600_000);
     }
