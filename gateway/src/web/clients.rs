@@ -19,7 +19,7 @@ use crate::dns::LogEntry;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
@@ -363,13 +363,6 @@ fn mac_of(s: &str) -> Result<Mac, String> {
     parse_mac(s).ok_or_else(|| format!("bad device address {s:?} (aa:bb:cc:dd:ee:ff)"))
 }
 
-fn html(page: impl Template, status: StatusCode) -> Response {
-    match page.render() {
-        Ok(h) => (status, Html(h)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "clients.html")]
 struct ClientsPage {
@@ -390,7 +383,7 @@ async fn list_page(State(st): State<AppState>) -> Response {
         online: rows.iter().filter(|r| r.state == "online").count(),
         rows,
     };
-    html(page, StatusCode::OK)
+    super::html(&page, StatusCode::OK)
 }
 
 /// GET /api/clients
@@ -628,7 +621,7 @@ async fn render_detail(
         day_csv: format!("/api/traffic?client={m}&from=-24h&res=1m&format=csv"),
         row: ClientRow { name, ..d.row },
     };
-    html(page, status)
+    super::html(&page, status)
 }
 
 #[derive(Serialize)]
@@ -908,7 +901,6 @@ async fn capture(
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
-    use traffic_history::{Dir, Record};
 
     const NOW_MS: u64 = 1_800_000_000_000;
     const NOW: u64 = NOW_MS / 1000;

@@ -15,7 +15,7 @@ use crate::dns::{ClientSummary, ListStats};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures_util::StreamExt;
@@ -473,10 +473,7 @@ fn render(
         log,
         log_rows: LOG_ROWS,
     };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
+    super::html(&page, status)
 }
 
 /// GET /dns (`?client=` filters the query log; `?done=` says what was saved).

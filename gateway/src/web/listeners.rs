@@ -237,8 +237,11 @@ const MAX_AGE: Duration = Duration::from_secs(2);
 /// The last `collect`, reused for `MAX_AGE` while the WAN address is the same.
 #[derive(Default)]
 pub struct Cache {
-    last: Mutex<Option<(Instant, Option<Ipv4Addr>, Vec<Listener>)>>,
+    last: Mutex<Option<Reading>>,
 }
+
+/// When it was taken, for which WAN address, and what it found.
+type Reading = (Instant, Option<Ipv4Addr>, Vec<Listener>);
 
 impl Cache {
     /// `collect(root, wan)`, or a reading at most `MAX_AGE` old. Blocking, as `collect`.

@@ -4,7 +4,7 @@
 use super::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
@@ -83,14 +83,7 @@ pub async fn page(State(st): State<AppState>, Query(q): Query<LogQuery>) -> Resp
         lines,
         error,
     };
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("render: {e}"),
-        )
-            .into_response(),
-    }
+    super::html(&page, axum::http::StatusCode::OK)
 }
 
 /// GET /api/logs?source=NAME&lines=N: {"lines": [...]} or 502 with {"error": ...}.

@@ -33,6 +33,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A rendered page with `status`; a template that fails to render is a 500 saying so.
+pub(crate) fn html(
+    page: &impl askama::Template,
+    status: axum::http::StatusCode,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match page.render() {
+        Ok(h) => (status, axum::response::Html(h)).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("render: {e}"),
+        )
+            .into_response(),
+    }
+}
+
 /// The live views the other services share with the UI.
 #[derive(Clone)]
 pub struct Shared {

@@ -12,7 +12,7 @@ use crate::config::{Config, StaticLease, WlanChannel};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use std::collections::HashMap;
@@ -308,10 +308,7 @@ fn render(
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "no status from init".into()),
     };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
+    super::html(&page, status)
 }
 
 #[derive(serde::Deserialize)]

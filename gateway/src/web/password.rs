@@ -12,7 +12,7 @@ use super::AppState;
 use askama::Template;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -44,10 +44,7 @@ fn render(
         error,
         changed,
     };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
+    super::html(&page, status)
 }
 
 #[derive(Deserialize)]

@@ -18,7 +18,7 @@ use crate::nat::MappingView;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
@@ -326,10 +326,7 @@ async fn render(
         mappings_total: total,
         max_mappings: MAX_MAPPINGS,
     };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
+    super::html(&page, status)
 }
 
 /// GET /ports (`?edit=N` opens forward N in the form; `?done=` says what was saved).

@@ -3,8 +3,7 @@
 use super::AppState;
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{Json, Response};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -195,10 +194,7 @@ pub async fn page(
         capture_memory,
         talkers,
     };
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
+    super::html(&page, axum::http::StatusCode::OK)
 }
 
 /// Span of the dashboard's throughput figures.

@@ -10,7 +10,7 @@ use crate::dhcp::lease_store::format_mac;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use serde::Deserialize;
@@ -541,10 +541,7 @@ async fn page(
             v.from, v.to, v.res
         ),
     };
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
+    super::html(&page, axum::http::StatusCode::OK)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::update::{self, records::Tone, Attempt, Phase, Refusal, Source};
 use askama::Template;
 use axum::extract::{Multipart, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::Extension;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -148,10 +148,7 @@ async fn page_of(st: &AppState, csrf: &str, notice: Option<Notice>) -> UpdatePag
 }
 
 fn render(page: UpdatePage, status: StatusCode) -> Response {
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render: {e}")).into_response(),
-    }
+    super::html(&page, status)
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
