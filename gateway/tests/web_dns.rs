@@ -5,20 +5,15 @@
 
 mod common;
 
-use gateway::config::edit::ConfigFile;
-use gateway::config::Config;
-use gateway::context::Context;
-use gateway::dhcp::lease_store::LeaseStore;
 use gateway::dns::querylog::{Name, QueryLog, Record};
-use gateway::traffic::Traffic;
 use gateway::web::session::Auth;
-use gateway::web::{router, AppState, Shared};
+use gateway::web::{router, Shared};
 use reqwest::header;
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const PASSWORD: &str = "longenough";
 
@@ -43,39 +38,11 @@ async fn lab(tag: &str) -> Lab {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("gatehouse.toml"), "# my router\nschema = 1\n").unwrap();
-    let cfg = Config::default();
-    let (_tx, rx) = tokio::sync::watch::channel(gateway::wan::WanStatus::default());
-    let ctx = Context {
-        config: Arc::new(cfg.clone()),
-        config_error: None,
-        run_dir: dir.clone(),
-        wan: rx,
-    };
     let auth = Arc::new(Auth::open(&dir));
     auth.set_password(PASSWORD).unwrap();
-    let shared = Shared {
-        leases: Arc::new(Mutex::new(
-            LeaseStore::open(&dir.join("leases.json"), 16).unwrap(),
-        )),
-        dhcp: Default::default(),
-        dns: Default::default(),
-        nat: Default::default(),
-        traffic: Arc::new(Traffic::new(&cfg, &dir)),
-        auth,
-        update: common::idle_update(&dir),
-        log_socket: Arc::from(dir.join("log.sock").to_str().unwrap()),
-        host: Default::default(),
-        listeners: Default::default(),
-        config: Arc::new(ConfigFile::new(
-            dir.join("gatehouse.toml"),
-            Arc::new(cfg),
-            None,
-        )),
-    };
-    let app = router(AppState {
-        ctx,
-        shared: shared.clone(),
-    });
+    let st = common::state(&dir, auth, common::idle_update(&dir));
+    let shared = st.shared.clone();
+    let app = router(st);
     let (base, http) = common::serve(app).await;
     let (cookie, csrf) = common::log_in(&http, &base, PASSWORD).await;
     Lab {

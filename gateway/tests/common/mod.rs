@@ -21,6 +21,14 @@ use std::sync::{Arc, Mutex};
 
 /// The router over `dir`, with `auth` and `update`; also the traffic state it serves.
 pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Traffic>) {
+    let st = state(dir, auth, update);
+    let traffic = st.shared.traffic.clone();
+    (router(st), traffic)
+}
+
+/// The app's state over `dir` (default config, fresh stores), for tests that also look
+/// at the shared views (the NAT's forward set, the DNS counters) the router works on.
+pub fn state(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> AppState {
     let cfg = Config::default();
     let (_tx, rx) = tokio::sync::watch::channel(gateway::wan::WanStatus::default());
     let ctx = Context {
@@ -29,7 +37,6 @@ pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Tra
         run_dir: dir.to_path_buf(),
         wan: rx,
     };
-    let traffic = Arc::new(Traffic::new(&cfg, dir));
     let shared = Shared {
         leases: Arc::new(Mutex::new(
             LeaseStore::open(&dir.join("leases.json"), 16).unwrap(),
@@ -37,7 +44,7 @@ pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Tra
         dhcp: Default::default(),
         dns: Default::default(),
         nat: Default::default(),
-        traffic: traffic.clone(),
+        traffic: Arc::new(Traffic::new(&cfg, dir)),
         auth,
         update,
         log_socket: Arc::from(dir.join("log.sock").to_str().unwrap()),
@@ -49,7 +56,7 @@ pub fn app(dir: &Path, auth: Arc<Auth>, update: Arc<Update>) -> (Router, Arc<Tra
         host: Default::default(),
         listeners: Default::default(),
     };
-    (router(AppState { ctx, shared }), traffic)
+    AppState { ctx, shared }
 }
 
 /// Update state for tests that do not exercise updates: a fake RAUC, no reboots.
