@@ -53,7 +53,10 @@ fn oui_fixture() {
              MA-L,00000C,\"Cisco Systems, Inc\",\"170 West Tasman\nSan Jose\"\n",
         )
         .unwrap();
-        assert!(gateway::oui::use_file(p));
+        assert!(gateway::oui::use_file(p.clone()));
+        // Read now, so the file can go.
+        gateway::oui::table();
+        let _ = std::fs::remove_file(p);
     });
 }
 
