@@ -274,3 +274,41 @@ async fn system_page_and_factory_reset_confirmation() {
     assert_eq!(v["factory_reset_pending"], true);
     assert!(v["memory"]["total"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn every_network_and_system_route_needs_a_session() {
+    let l = lab("guard", OWNER).await;
+    let anon = |method: reqwest::Method, path: &str| {
+        l.http
+            .request(method, format!("{}{path}", l.base))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("confirm=ERASE&lan_address=10.0.0.1&static_mac=02:00:00:00:00:01")
+            .send()
+    };
+    for path in ["/network", "/system"] {
+        let r = anon(reqwest::Method::GET, path).await.unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(r.headers()[header::LOCATION], "/login", "{path}");
+    }
+    for path in ["/api/network", "/api/system"] {
+        let r = anon(reqwest::Method::GET, path).await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    for path in [
+        "/network/lan",
+        "/network/wan",
+        "/network/wlan",
+        "/network/static",
+        "/network/static/0/delete",
+        "/system/factory-reset",
+    ] {
+        let r = anon(reqwest::Method::POST, path).await.unwrap();
+        assert!(
+            matches!(r.status().as_u16(), 303 | 401),
+            "{path}: {}",
+            r.status()
+        );
+    }
+    assert_eq!(l.file(), OWNER);
+    assert!(!l.dir.join(".factory-reset").exists());
+}
