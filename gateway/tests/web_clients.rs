@@ -107,14 +107,7 @@ async fn lab(tag: &str) -> Lab {
 
 impl Lab {
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        common::get_page(&self.http, &self.base, &self.cookie, path).await
     }
 
     async fn json(&self, path: &str) -> Value {
@@ -125,22 +118,16 @@ impl Lab {
 
     /// A form post as the browser sends it (csrf added); status, Location and body.
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
-        let mut fields: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
-        fields.extend_from_slice(form);
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookie)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-        let loc = r
-            .headers()
-            .get(header::LOCATION)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (r.status().as_u16(), loc, r.text().await.unwrap())
+        let (code, loc, body) = common::post_form(
+            &self.http,
+            &self.base,
+            &self.cookie,
+            path,
+            Some(&self.csrf),
+            form,
+        )
+        .await;
+        (code, loc.unwrap_or_default(), body)
     }
 
     fn config_text(&self) -> String {

@@ -61,34 +61,20 @@ impl Lab {
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        common::get_page(&self.http, &self.base, &self.cookie, path).await
     }
 
     /// A form post with the session's CSRF token; status, Location, body.
     async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Option<String>, String) {
-        let mut all = vec![("csrf", self.csrf.as_str())];
-        all.extend_from_slice(fields);
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&all).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let loc = r
-            .headers()
-            .get(header::LOCATION)
-            .map(|v| v.to_str().unwrap().to_string());
-        (r.status().as_u16(), loc, r.text().await.unwrap())
+        common::post_form(
+            &self.http,
+            &self.base,
+            &self.cookie,
+            path,
+            Some(&self.csrf),
+            fields,
+        )
+        .await
     }
 }
 

@@ -45,14 +45,7 @@ async fn lab(tag: &str, config: &str) -> Lab {
 
 impl Lab {
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        common::get_page(&self.http, &self.base, &self.cookie, path).await
     }
 
     /// A form post as the browser sends it (the session's CSRF token added unless `csrf` is
@@ -63,24 +56,8 @@ impl Lab {
         fields: &[(&str, &str)],
         csrf: bool,
     ) -> (u16, Option<String>, String) {
-        let mut form: Vec<(&str, &str)> = fields.to_vec();
-        if csrf {
-            form.push(("csrf", &self.csrf));
-        }
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&form).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let loc = r
-            .headers()
-            .get(header::LOCATION)
-            .map(|v| v.to_str().unwrap().to_string());
-        (r.status().as_u16(), loc, r.text().await.unwrap())
+        let token = csrf.then_some(self.csrf.as_str());
+        common::post_form(&self.http, &self.base, &self.cookie, path, token, fields).await
     }
 
     fn file(&self) -> String {

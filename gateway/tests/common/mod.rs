@@ -125,3 +125,45 @@ pub async fn serve(app: Router) -> (String, reqwest::Client) {
         .unwrap();
     (base, http)
 }
+
+/// GET `path` with the session `cookie` ("gh_session=..."): status and body.
+pub async fn get_page(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    path: &str,
+) -> (u16, String) {
+    let r = http
+        .get(format!("{base}{path}"))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A form post as a browser sends it, with `csrf` added when given: status, Location, body.
+pub async fn post_form(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    path: &str,
+    csrf: Option<&str>,
+    fields: &[(&str, &str)],
+) -> (u16, Option<String>, String) {
+    let mut all: Vec<(&str, &str)> = csrf.map(|c| ("csrf", c)).into_iter().collect();
+    all.extend_from_slice(fields);
+    let r = http
+        .post(format!("{base}{path}"))
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&all).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let loc = r
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.status().as_u16(), loc, r.text().await.unwrap())
+}
