@@ -317,11 +317,17 @@ fn boot_and_run(
         }
         // Quicker rounds while a service is getting ready: its readiness is a
         // boot milestone (gatewayd's is DHCP answering).
-        let pace = if sup.awaiting_ready(Instant::now(), Duration::from_secs(30)) {
+        let now = Instant::now();
+        let pace = if sup.awaiting_ready(now, Duration::from_secs(30)) {
             Duration::from_millis(50)
         } else {
             Duration::from_millis(500)
         };
+        // A service due to restart sooner (gatewayd after a crash: its flows are waiting)
+        // is started on time, not on the next round.
+        let pace = sup
+            .next_due()
+            .map_or(pace, |t| pace.min(t.saturating_duration_since(now)));
         match wait_signal(sigs, pace) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT)

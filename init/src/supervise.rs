@@ -299,6 +299,24 @@ impl Supervisor {
         })
     }
 
+    /// The earliest moment a timer of ours runs out (a restart or a stop deadline), so the
+    /// main loop can wake for it instead of on its next regular round.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.services
+            .iter()
+            .chain(&self.draining)
+            .filter_map(|s| match s.state {
+                State::Backoff { until } | State::Held { until } => Some(until),
+                State::Stopping {
+                    deadline,
+                    killed: false,
+                    ..
+                } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
     pub fn all_stopped(&self) -> bool {
         self.draining.is_empty() && self.services.iter().all(|s| s.pid().is_none())
     }
@@ -518,6 +536,25 @@ mod tests {
             !s.awaiting_ready(t + Duration::from_secs(2), w),
             "bus ready, web is ready once started"
         );
+    }
+
+    #[test]
+    fn next_due_is_the_earliest_restart_or_stop_deadline() {
+        let mut s = table(
+            "[[service]]\nname = \"a\"\ncommand = [\"/a\"]\nbackoff_min = 0.05\n\
+             [[service]]\nname = \"b\"\ncommand = [\"/b\"]\nstop_timeout = 2.0\n",
+        );
+        let mut h = Fake::default();
+        let t = Instant::now();
+        s.tick(t, &mut h);
+        assert_eq!(s.next_due(), None, "both running: nothing to wake for");
+        // a crashes: its restart is due after 50 ms +-20%, not on a 500 ms round.
+        assert!(s.exited(pid_of(&s, "a"), "killed", t, &mut h));
+        let due = s.next_due().expect("a restart is due");
+        assert!(due >= t + Duration::from_millis(40) && due <= t + Duration::from_millis(60));
+        s.tick(due, &mut h);
+        assert!(s.get("a").unwrap().pid().is_some(), "restarted when due");
+        assert_eq!(s.next_due(), None);
     }
 
     #[test]

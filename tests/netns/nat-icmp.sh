@@ -83,7 +83,10 @@ grep -qx "seen 203.0.113.2:41000" "$WORK/refused" || fail "mapping after the err
 echo "ok   UDP to a closed port: connection refused; same mapping afterwards"
 
 # ---- fragmentation needed: the LAN host learns the path MTU ----
-inns $LAN python3 - <<'PY'
+# The WAN router rate-limits its ICMP errors per destination, and the traceroutes above just
+# spent that budget: send the too-big packet once a second until the error gets through.
+frag_probe() {
+    inns $LAN python3 - <<'PY'
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
@@ -92,7 +95,13 @@ try:
 except OSError:
     pass
 PY
-wait_for 20 sh -c "ip netns exec $LAN ip route get 198.51.100.2 | grep -q 'mtu 1280'" ||
+}
+for _ in $(seq 10); do
+    frag_probe
+    sleep 1
+    inns $LAN ip route get 198.51.100.2 | grep -q 'mtu 1280' && break
+done
+inns $LAN ip route get 198.51.100.2 | grep -q 'mtu 1280' ||
     fail "frag-needed did not reach the LAN host: $(inns $LAN ip route get 198.51.100.2)"
 echo "ok   fragmentation needed: LAN host's path MTU to 198.51.100.2 is 1280"
 

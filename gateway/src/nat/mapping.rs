@@ -112,7 +112,7 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
     pub proto: Proto,
     pub inside: SocketAddrV4,
@@ -158,8 +158,22 @@ pub enum Miss {
     Filtered,
 }
 
-type InsideKey = (Proto, Ipv4Addr, u16);
-type OutsideKey = (Proto, u16);
+/// (protocol, inside address, inside port or ICMP identifier).
+pub type InsideKey = (Proto, Ipv4Addr, u16);
+/// (protocol, outside port).
+pub type OutsideKey = (Proto, u16);
+
+/// What changed in the table, for the copy kept in the run dir (`super::persist`): a key
+/// only, the copy reads the entry's current state when it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Created, gone, or changed in what a restart must not lose: TCP state, a new remote.
+    Mapping(InsideKey),
+    /// A port's hold began or ended.
+    Hold(OutsideKey),
+    /// Every mapping and hold went (new WAN address).
+    Cleared,
+}
 
 pub struct Mappings {
     params: Params,
@@ -172,6 +186,15 @@ pub struct Mappings {
     /// xorshift state: where the search for a replacement port starts, so ports are not
     /// handed out in a guessable sequence.
     rng: u64,
+    /// Changes not yet taken by `take_changes`; `None` while nobody keeps a copy, so the
+    /// log never grows unread.
+    changes: Option<Vec<Change>>,
+}
+
+fn note(changes: &mut Option<Vec<Change>>, c: Change) {
+    if let Some(v) = changes {
+        v.push(c);
+    }
 }
 
 impl Mappings {
@@ -183,7 +206,78 @@ impl Mappings {
             held: HashMap::new(),
             forwards: Vec::new(),
             rng: seed | 1,
+            changes: None,
         }
+    }
+
+    /// Starts (or stops) logging changes for `take_changes`.
+    pub fn track_changes(&mut self, on: bool) {
+        self.changes = on.then(Vec::new);
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes.as_ref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// The changes since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, key: &InsideKey) -> Option<&Mapping> {
+        self.by_inside.get(key)
+    }
+
+    /// Until when `port` is held, and for whom.
+    pub fn hold(&self, port: &OutsideKey) -> Option<(Millis, InsideKey)> {
+        self.held.get(port).copied()
+    }
+
+    pub fn holds(&self) -> impl Iterator<Item = (OutsideKey, Millis, InsideKey)> + '_ {
+        self.held
+            .iter()
+            .map(|(p, (until, owner))| (*p, *until, *owner))
+    }
+
+    /// Puts back a mapping an earlier run saved. Refused when it has expired by `now`, or its
+    /// inside endpoint or outside port is already taken (a damaged or inconsistent copy).
+    /// Forwards are not checked here: re-apply them afterwards (`set_forwards`).
+    pub fn restore(&mut self, m: Mapping, now: Millis) -> bool {
+        let key = (m.proto, *m.inside.ip(), m.inside.port());
+        let port = (m.proto, m.outside_port);
+        if self.expired(&m, now)
+            || self.by_inside.contains_key(&key)
+            || self.by_outside.contains_key(&port)
+            || (m.proto != Proto::Icmp && m.outside_port == 0)
+        {
+            return false;
+        }
+        if self.held.remove(&port).is_some() {
+            note(&mut self.changes, Change::Hold(port));
+        }
+        self.by_outside.insert(port, key);
+        self.by_inside.insert(key, m);
+        note(&mut self.changes, Change::Mapping(key));
+        true
+    }
+
+    /// Puts back a hold an earlier run saved, unless it has run out or the port is in use.
+    pub fn restore_hold(
+        &mut self,
+        port: OutsideKey,
+        until: Millis,
+        owner: InsideKey,
+        now: Millis,
+    ) -> bool {
+        if now >= until || self.by_outside.contains_key(&port) || self.held.contains_key(&port) {
+            return false;
+        }
+        self.held.insert(port, (until, owner));
+        note(&mut self.changes, Change::Hold(port));
+        true
     }
 
     pub fn len(&self) -> usize {
@@ -209,6 +303,7 @@ impl Mappings {
         self.by_inside.clear();
         self.by_outside.clear();
         self.held.clear();
+        note(&mut self.changes, Change::Cleared);
     }
 
     pub fn forwards(&self) -> &[Forward] {
@@ -224,7 +319,11 @@ impl Mappings {
         let mut stale = Vec::new();
         for (key, m) in self.by_inside.iter_mut() {
             match forward_for(&self.forwards, m.proto, m.outside_port) {
-                Some(f) if f.target(m.outside_port) == m.inside => m.forwarded = true,
+                Some(f) if f.target(m.outside_port) == m.inside && !m.forwarded => {
+                    m.forwarded = true;
+                    note(&mut self.changes, Change::Mapping(*key));
+                }
+                Some(f) if f.target(m.outside_port) == m.inside => {}
                 Some(_) => stale.push(*key),
                 None if m.forwarded => stale.push(*key),
                 None => {}
@@ -251,7 +350,10 @@ impl Mappings {
 
     fn insert(&mut self, key: InsideKey, port: u16, remote: SocketAddrV4, fwd: bool, now: Millis) {
         let (proto, ip, inside_port) = key;
-        self.held.remove(&(proto, port));
+        if self.held.remove(&(proto, port)).is_some() {
+            note(&mut self.changes, Change::Hold((proto, port)));
+        }
+        note(&mut self.changes, Change::Mapping(key));
         self.by_outside.insert((proto, port), key);
         self.by_inside.insert(
             key,
@@ -316,9 +418,13 @@ impl Mappings {
         let max = self.params.max_remotes.max(1);
         let m = self.by_inside.get_mut(&key)?;
         m.remote = remote;
-        remember(&mut m.remotes, normalize(proto, remote), max, now);
+        let new_remote = remember(&mut m.remotes, normalize(proto, remote), max, now);
         count(m, Dir::Out, bytes);
+        let state = m.tcp;
         refresh(m, flags, now);
+        if new_remote || m.tcp != state {
+            note(&mut self.changes, Change::Mapping(key));
+        }
         Some(m.outside_port)
     }
 
@@ -372,7 +478,11 @@ impl Mappings {
         // A forward is the owner's standing permission: its traffic keeps the mapping alive
         // too (it still expires once the traffic stops).
         if known.is_some() || m.forwarded {
+            let state = m.tcp;
             refresh(m, flags, now);
+            if m.tcp != state {
+                note(&mut self.changes, Change::Mapping(key));
+            }
         }
         Ok(m.inside)
     }
@@ -448,7 +558,14 @@ impl Mappings {
         for k in &dead {
             self.remove(*k, now);
         }
-        self.held.retain(|_, (until, _)| now < *until);
+        let changes = &mut self.changes;
+        self.held.retain(|port, (until, _)| {
+            let keep = now < *until;
+            if !keep {
+                note(changes, Change::Hold(*port));
+            }
+            keep
+        });
         dead.len()
     }
 
@@ -459,6 +576,8 @@ impl Mappings {
             self.by_outside.remove(&port);
             let until = now.saturating_add(self.params.hold_down);
             self.held.insert(port, (until, key));
+            note(&mut self.changes, Change::Mapping(key));
+            note(&mut self.changes, Change::Hold(port));
         }
     }
 
@@ -542,15 +661,23 @@ fn normalize(proto: Proto, remote: SocketAddrV4) -> SocketAddrV4 {
 }
 
 /// Notes that the inside endpoint sent to `r`, evicting the least recently used remote when
-/// the set is full.
-fn remember(set: &mut Vec<(SocketAddrV4, Millis)>, r: SocketAddrV4, max: usize, now: Millis) {
+/// the set is full. True when `r` is new to the set.
+fn remember(
+    set: &mut Vec<(SocketAddrV4, Millis)>,
+    r: SocketAddrV4,
+    max: usize,
+    now: Millis,
+) -> bool {
     if let Some(e) = set.iter_mut().find(|(a, _)| *a == r) {
         e.1 = now;
-    } else if set.len() < max {
+        return false;
+    }
+    if set.len() < max {
         set.push((r, now));
     } else if let Some(e) = set.iter_mut().min_by_key(|(_, last)| *last) {
         *e = (r, now);
     }
+    true
 }
 
 fn count(m: &mut Mapping, dir: Dir, bytes: u64) {

@@ -19,12 +19,20 @@ const HOOK: &str = r#"#!/bin/sh
 # udhcpc hook, written by gatewayd. Configures the WAN and reports to gatewayd.
 case "$1" in
 deconfig)
+    # After a gatewayd restart the address it had stays until this client has asked for
+    # it again: NATed flows keep going. Only the first deconfig is skipped.
+    if [ -n "$GATEHOUSE_KEEP_ONCE" ] && rm "$GATEHOUSE_KEEP_ONCE" 2>/dev/null; then
+        ip link set dev "$interface" up
+        echo "GATEHOUSE-WAN kept"
+        exit 0
+    fi
     ip -4 addr flush dev "$interface"
     ip link set dev "$interface" up
     echo "GATEHOUSE-WAN deconfig"
     ;;
 bound|renew)
-    if [ "$1" = bound ] || ! ip -4 addr show dev "$interface" | grep -q "inet $ip/"; then
+    # The same address again is left alone: removing it would drop the routes with it.
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/${mask:-24} "; then
         ip -4 addr flush dev "$interface"
         ip addr add "$ip/${mask:-24}" dev "$interface"
     fi
@@ -96,17 +104,41 @@ pub async fn run(
     let hook = ctx.run_dir.join("udhcpc-hook");
     write_hook(&hook)?;
     let iface = ctx.config.wan.interface.clone();
+    // An address on the WAN now is the lease of a gatewayd that just died: ask for it
+    // again and keep it meanwhile (see the hook). A later restart (new link) starts fresh.
+    let mut keep = crate::nat::interface_ipv4(&iface);
+    let keep_marker = ctx.run_dir.join("udhcpc-keep");
     loop {
-        let mut child = match Command::new("busybox")
-            .args([
-                "udhcpc", "-f", "-t", "5", "-T", "2", "-A", "5", "-i", &iface, "-s",
-            ])
-            .arg(&hook)
-            .args(["-x", &format!("hostname:{}", ctx.config.system.hostname)])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-        {
+        let mut cmd = Command::new("busybox");
+        cmd.args([
+            "udhcpc", "-f", "-t", "5", "-T", "2", "-A", "5", "-i", &iface, "-s",
+        ])
+        .arg(&hook)
+        .args(["-x", &format!("hostname:{}", ctx.config.system.hostname)])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+        match keep.take() {
+            Some(addr) if std::fs::write(&keep_marker, b"").is_ok() => {
+                eprintln!("wan: keeping {addr} on {iface} while asking for it again");
+                cmd.args(["-r", &addr.to_string()])
+                    .env("GATEHOUSE_KEEP_ONCE", &keep_marker);
+            }
+            _ => {
+                let _ = std::fs::remove_file(&keep_marker);
+            }
+        }
+        // kill_on_drop does not run when gatewayd is killed outright; this does, so a
+        // restarted gatewayd never finds a second client on the WAN.
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("wan: cannot start udhcpc: {e}");

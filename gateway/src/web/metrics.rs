@@ -291,6 +291,16 @@ fn render(state: &AppState) -> String {
         "Port forwards in force.",
         n.forwards as u64,
     );
+    m.gauge(
+        "gatehouse_nat_persistent",
+        "1 while the NAT mapping table is kept in the run dir (a restart then keeps every flow).",
+        u64::from(n.persistent),
+    );
+    m.gauge(
+        "gatehouse_nat_unsaved_mappings",
+        "NAT mappings the kept copy of the table has no room for.",
+        n.unsaved as u64,
+    );
     for (name, help, v) in [
         (
             "translated_out_packets",
@@ -332,6 +342,26 @@ fn render(state: &AppState) -> String {
             "forward_reload_errors",
             "Reloads of the port forwards (SIGHUP) that were refused.",
             n.forward_reload_errors,
+        ),
+        (
+            "restored_mappings",
+            "NAT mappings put back at startup from the copy an earlier run kept.",
+            n.restored,
+        ),
+        (
+            "restore_skipped_records",
+            "Saved NAT entries not put back at startup: damaged or contradicting another.",
+            n.restore_skipped,
+        ),
+        (
+            "restore_rejected_files",
+            "Saved NAT tables not read at startup: another format or version.",
+            n.restore_rejected,
+        ),
+        (
+            "persist_errors",
+            "Failures to create or write the kept copy of the NAT table.",
+            n.persist_errors,
         ),
     ] {
         m.counter(&format!("gatehouse_nat_{name}_total"), help, v);

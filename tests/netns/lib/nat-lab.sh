@@ -1,5 +1,6 @@
-# Shared lab for the NAT feature tests (nat-filtering, nat-icmp, nat-forwards, traffic). Source it after
-# setting TEST (the test's name). It builds, with every name prefixed ghf-:
+# Shared lab for the NAT feature tests (nat-filtering, nat-icmp, nat-forwards, traffic, nat-crash).
+# Source it after setting TEST (the test's name) and, for a lab of its own that can run
+# beside the others, LAB_PREFIX (default ghf). It builds, with every name prefixed $LAB_PREFIX-:
 #
 #   ghf-lan  ghf-c 192.168.1.10/24 ── ghf-l 192.168.1.1/24  ghf-rtr  ghf-w 203.0.113.2/24 ── ghf-h 203.0.113.1/24  ghf-wan
 #
@@ -12,9 +13,10 @@ GATEWAYD=${GATEWAYD:-$ROOT/target/debug/gatewayd}
 LIB=$ROOT/tests/netns/lib
 [ -x "$GATEWAYD" ] || { echo "$TEST: $GATEWAYD not built (cargo build -p gateway)" >&2; exit 1; }
 
-LAN=ghf-lan RTR=ghf-rtr WAN=ghf-wan
+P=${LAB_PREFIX:-ghf}
+LAN=$P-lan RTR=$P-rtr WAN=$P-wan
 NAMESPACES=($LAN $RTR $WAN)
-WORK=$(mktemp -d /tmp/ghf-$TEST.XXXXXX)
+WORK=$(mktemp -d /tmp/$P-$TEST.XXXXXX)
 PIDS=()
 GW_PID=
 # Set by ui_password: on a failure, the NAT counters from /metrics are shown.
@@ -58,18 +60,18 @@ for ns in "${NAMESPACES[@]}"; do
     ip netns add "$ns"
     inns "$ns" ip link set lo up
 done
-ip link add ghf-c netns $LAN type veth peer name ghf-l netns $RTR
-ip link add ghf-w netns $RTR type veth peer name ghf-h netns $WAN
-inns $LAN ip addr add 192.168.1.10/24 dev ghf-c
-inns $LAN ip link set ghf-c up
+ip link add $P-c netns $LAN type veth peer name $P-l netns $RTR
+ip link add $P-w netns $RTR type veth peer name $P-h netns $WAN
+inns $LAN ip addr add 192.168.1.10/24 dev $P-c
+inns $LAN ip link set $P-c up
 inns $LAN ip route add default via 192.168.1.1
-inns $RTR ip addr add 192.168.1.1/24 dev ghf-l
-inns $RTR ip addr add 203.0.113.2/24 dev ghf-w
-inns $RTR ip link set ghf-l up
-inns $RTR ip link set ghf-w up
+inns $RTR ip addr add 192.168.1.1/24 dev $P-l
+inns $RTR ip addr add 203.0.113.2/24 dev $P-w
+inns $RTR ip link set $P-l up
+inns $RTR ip link set $P-w up
 inns $RTR ip route add default via 203.0.113.1
-inns $WAN ip addr add 203.0.113.1/24 dev ghf-h
-inns $WAN ip link set ghf-h up
+inns $WAN ip addr add 203.0.113.1/24 dev $P-h
+inns $WAN ip link set $P-h up
 mkdir -p "$WORK/data" "$WORK/run"
 
 # Writes the config: the lab's interfaces plus whatever is on stdin (DNS stays off unless
@@ -78,7 +80,7 @@ write_config() {
     local extra
     extra=$(cat)
     {
-        printf '[lan]\ninterface = "ghf-l"\n[wan]\ninterface = "ghf-w"\n'
+        printf '[lan]\ninterface = "%s-l"\n[wan]\ninterface = "%s-w"\n' "$P" "$P"
         printf '[dhcp]\nenabled = false\n[ui]\nport = 8080\n'
         grep -q '^\[dns\]' <<<"$extra" || printf '[dns]\nenabled = false\n'
         printf '%s\n' "$extra"
