@@ -96,3 +96,42 @@ w('nat_packet', 'icmp-unreachable', ip(1, REMOTE, LAN, unreach))
 # A first fragment (MF set).
 frag = bytearray(ip(17, LAN, REMOTE, udp0, df=False)); frag[6] = 0x20
 w('nat_packet', 'udp-fragment', bytes(frag))
+
+# ---- nfnetlink_queue datagrams as the kernel sends them (host byte order) ----
+def nla(ty, val): return struct.pack('=HH', 4 + len(val), ty) + val + b'\0' * (-len(val) % 4)
+def nlmsg(ty, attrs, seq=0, queue=0):
+    body = struct.pack('!BBH', 0, 0, queue) + attrs   # nfgenmsg: AF_UNSPEC, v0, queue
+    return struct.pack('=IHHII', 16 + len(body), ty, 0, seq, 0) + body
+def nfq_packet(id, hook, payload, extra=b''):
+    hdr = nla(1, struct.pack('!IHB', id, 0x0800, hook))  # NFQA_PACKET_HDR
+    return nlmsg(3 << 8 | 0, hdr + extra + nla(10, payload))  # NFQNL_MSG_PACKET, NFQA_PAYLOAD
+syn = ip(6, LAN, REMOTE, tcp)
+w('nfqueue_parse', 'packet', nfq_packet(1, 0, syn, nla(5, struct.pack('!I', 3)) + nla(14, struct.pack('!I', 0))))
+w('nfqueue_parse', 'packet-gso-outdev', nfq_packet(2, 4, ip(17, LAN, [1, 1, 1, 1], udp), nla(6, struct.pack('!I', 9)) + nla(14, struct.pack('!I', 3))))
+w('nfqueue_parse', 'packet-cap-len', nfq_packet(3, 0, syn[:40], nla(13, struct.pack('!I', len(syn)))))
+# Two packets (one with an odd length, so padding follows) and an ack for request 1.
+ack = struct.pack('=IHHIIi', 36, 2, 0, 1, 0, 0) + b'\0' * 16  # NLMSG_ERROR, errno 0
+w('nfqueue_parse', 'batch-and-ack', nfq_packet(4, 0, ip(17, LAN, REMOTE, udp0) + b'!') + nfq_packet(5, 0, syn) + ack)
+
+# ---- The saved NAT table (persist.rs): header and slots, little-endian ----
+import zlib
+def header(wan):
+    h = b'GHNATMAP' + struct.pack('<IIII', 1, 256, 32768, 8) + bytes(wan)
+    return (h + struct.pack('<I', zlib.crc32(h))).ljust(256, b'\0')
+def record(kind, proto, tcp, flags, inside, iport, oport, remote=(0, 0, 0, 0), rport=0,
+           remotes=(), created=0, seen=0, counters=(0, 0, 0, 0)):
+    b = struct.pack('<BBBB4sHH4sHB', kind, proto, tcp, flags, bytes(inside), iport, oport, bytes(remote), rport, len(remotes))
+    b += b'\0' + struct.pack('<QQQQQQ', created, seen, *counters)
+    for addr, port, last in remotes:
+        b += struct.pack('<4sHHQ', bytes(addr), port, 0, last)
+    b = b.ljust(252, b'\0')
+    return struct.pack('<I', zlib.crc32(b)) + b
+w('nat_persist_decode', 'header-wan', header([203, 0, 113, 2]))
+w('nat_persist_decode', 'header-no-wan', header([0, 0, 0, 0]))
+w('nat_persist_decode', 'tcp-mapping', record(1, 1, 1, 1, LAN, 51514, 51514, REMOTE, 443,
+    [(REMOTE, 443, 1_700_000_000_500), ([1, 1, 1, 1], 53, 1_700_000_000_100)],
+    1_700_000_000_000, 1_700_000_001_000, (12, 3400, 30, 45000)))
+w('nat_persist_decode', 'icmp-mapping', record(1, 3, 0, 0, LAN, 0x2a2a, 0x2a2a, [8, 8, 8, 8], 0,
+    [], 1_700_000_000_000, 1_700_000_000_000, (1, 84, 1, 84)))
+w('nat_persist_decode', 'udp-hold', record(2, 2, 0, 0, LAN, 40000, 40000, seen=1_700_000_120_000))
+w('nat_persist_decode', 'empty-slot', bytes(256))

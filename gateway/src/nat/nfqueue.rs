@@ -132,7 +132,9 @@ fn parse_message(d: &[u8], range: Range<usize>) -> Result<Msg, Malformed> {
     if ty == NLMSG_ERROR {
         let errno = m.get(16..20).ok_or(Malformed)?;
         let errno = i32::from_ne_bytes(errno.try_into().map_err(|_| Malformed)?);
-        return Ok(Msg::Ack { errno: -errno, seq });
+        // The kernel sends -errno; i32::MIN has no positive and is nothing it sends.
+        let errno = errno.checked_neg().ok_or(Malformed)?;
+        return Ok(Msg::Ack { errno, seq });
     }
     if ty != (NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_PACKET) {
         return Ok(Msg::Other);
@@ -748,6 +750,13 @@ mod tests {
                 }
             }
         }
+        // An error message whose errno cannot be negated (found by fuzzing).
+        let mut d = Vec::new();
+        d.extend_from_slice(&20u32.to_ne_bytes());
+        d.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        d.extend_from_slice(&[0; 10]);
+        d.extend_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(parse_all(&d), [Err(Malformed)]);
         // No packet header or no payload: malformed.
         let mut d = Vec::new();
         put_nlmsg_hdr(&mut d, NLMSG_HDR + NFGEN_HDR, NFQNL_MSG_PACKET, 0, 0, 0);
