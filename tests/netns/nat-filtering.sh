@@ -43,4 +43,23 @@ check_mode endpoint-independent "yes yes yes yes yes" EndpointIndependent
 check_mode address-dependent "yes no no yes yes" AddressDependent
 check_mode address-and-port-dependent "no no no no yes" AddressAndPortDependent
 
+# ---- a filtering change applies live on SIGHUP, to the mapping table in use ----
+write_config <<EOF
+[nat]
+filtering = "endpoint-independent"
+EOF
+start_gatewayd live
+write_config <<EOF
+[nat]
+filtering = "address-and-port-dependent"
+EOF
+kill -HUP "$GW_PID"
+wait_for 50 grep -q "filtering now AddressAndPortDependent" "$GW_LOG" ||
+    fail "SIGHUP did not change the filtering: $(tail -5 "$GW_LOG")"
+inns $LAN python3 "$LIB/stun-probe.py" 40000 203.0.113.1 203.0.113.3 3478 3479 \
+    >"$WORK/probe.live" || fail "live: probe failed: $(cat "$WORK/probe.live")"
+got=$(awk '$1 ~ /^(port|addr|both|after-a2-both|after-a2-addr)$/ {printf "%s ", $2}' "$WORK/probe.live")
+[ "$got" = "no no no no yes " ] || fail "after SIGHUP to address-and-port-dependent, admitted: '$got'"
+stop_gatewayd
+echo "ok   SIGHUP switched endpoint-independent to address-and-port-dependent live; admitted: $got"
 echo "PASS $TEST"

@@ -280,6 +280,16 @@ impl Mappings {
         true
     }
 
+    pub fn filtering(&self) -> Filtering {
+        self.params.filtering
+    }
+
+    /// Changes what inbound packets are admitted from now on. Mappings keep their remotes,
+    /// so a stricter mode applies to them at once.
+    pub fn set_filtering(&mut self, f: Filtering) {
+        self.params.filtering = f;
+    }
+
     pub fn len(&self) -> usize {
         self.by_inside.len()
     }
@@ -941,6 +951,28 @@ mod tests {
             );
             assert!(t.inbound(Proto::Udp, p, at(a3, 3478), NONE, 1, 3).is_ok());
         }
+    }
+
+    #[test]
+    fn a_filtering_change_applies_to_existing_mappings() {
+        let mut t = filtered(Filtering::EndpointIndependent);
+        let a1 = [203, 0, 113, 1];
+        let p = t
+            .outbound(Proto::Udp, ep(10, 5000), at(a1, 3478), NONE, 1, 0)
+            .unwrap();
+        let stranger = at([198, 51, 100, 9], 53);
+        assert!(t.inbound(Proto::Udp, p, stranger, NONE, 1, 1).is_ok());
+        t.set_filtering(Filtering::AddressAndPortDependent);
+        assert_eq!(t.filtering(), Filtering::AddressAndPortDependent);
+        assert_eq!(
+            t.inbound(Proto::Udp, p, stranger, NONE, 1, 2),
+            Err(Miss::Filtered)
+        );
+        // The remote it sent to still gets in: the mapping kept it.
+        assert_eq!(
+            t.inbound(Proto::Udp, p, at(a1, 3478), NONE, 1, 3),
+            Ok(ep(10, 5000))
+        );
     }
 
     #[test]

@@ -391,8 +391,17 @@ impl Table {
         ended
     }
 
-    /// What SIGHUP does: re-reads the config file and applies its forward set, and only that
-    /// (the rest of the config needs a restart for now). The whole file is validated first;
+    /// Puts a filtering mode in force (RFC 4787 REQ-8); says so when it changes.
+    pub fn set_filtering(&self, f: mapping::Filtering) {
+        let mut map = self.lock();
+        if map.filtering() != f {
+            eprintln!("gatewayd: nat: filtering now {f:?}");
+            map.set_filtering(f);
+        }
+    }
+
+    /// What SIGHUP does: re-reads the config file and applies its forward set and filtering
+    /// mode, and only those (the rest of the NAT config needs a restart). The whole file is validated first;
     /// if it is rejected the forwards in force stay, and the error is counted and kept for
     /// the UI. An absent file means defaults, as at startup: no forwards. Returns the config
     /// read and the number of mappings ended.
@@ -404,6 +413,7 @@ impl Table {
         match cfg {
             Ok(cfg) => {
                 let ended = self.set_forwards(&cfg.nat.forwards);
+                self.set_filtering(cfg.nat.filtering);
                 self.stats.forward_reloads.fetch_add(1, Relaxed);
                 *last_error = None;
                 Ok((cfg, ended))

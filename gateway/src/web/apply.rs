@@ -50,6 +50,7 @@ pub fn classify(boot: &Config, old: &Config, new: &Config) -> Applied {
         }
     };
     live(old.nat.forwards != new.nat.forwards, "port forwards");
+    live(old.nat.filtering != new.nat.filtering, "NAT filtering");
     live(old.devices != new.devices, "device names");
     live(old.dhcp != new.dhcp && lan_as_booted, "DHCP");
     // The resolver follows `[dns]` live, but for what its sockets and cache were made with.
@@ -81,9 +82,7 @@ pub fn classify(boot: &Config, old: &Config, new: &Config) -> Applied {
         "DNS server on/off, workers and cache size",
     );
     later(
-        old.nat.enabled != new.nat.enabled
-            || old.nat.queue_num != new.nat.queue_num
-            || old.nat.filtering != new.nat.filtering,
+        old.nat.enabled != new.nat.enabled || old.nat.queue_num != new.nat.queue_num,
         "NAT mode",
     );
     let limits = |c: &crate::config::Capture| crate::config::Capture {
@@ -107,6 +106,7 @@ pub fn after_edit(shared: &Shared, old: &Config, new: &Config) -> Applied {
             new.nat.forwards.len()
         );
     }
+    shared.nat.set_filtering(new.nat.filtering);
     a
 }
 
@@ -139,6 +139,17 @@ mod tests {
             "Saved. Applied now: port forwards. Takes effect after a reboot: LAN address and \
              ports, DHCP."
         );
+    }
+
+    #[test]
+    fn nat_filtering_is_live_but_the_queue_is_not() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.nat.filtering = crate::nat::mapping::Filtering::AddressDependent;
+        let a = classify(&old, &old, &new);
+        assert_eq!((a.live, a.at_reboot), (vec!["NAT filtering"], vec![]));
+        new.nat.queue_num += 1;
+        assert_eq!(classify(&old, &old, &new).at_reboot, vec!["NAT mode"]);
     }
 
     #[test]
