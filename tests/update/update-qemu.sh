@@ -83,7 +83,12 @@ ROOTFS=$LAB_DIR/good.squashfs VERSION=0.0.1+g0000000.20200101T0000 BUNDLE=$BUNDL
 size=$(stat -c %s "$BUNDLES/good.raucb")
 head -c $((size - 4096)) "$BUNDLES/good.raucb" >"$BUNDLES/truncated.raucb"
 cp "$BUNDLES/good.raucb" "$BUNDLES/corrupt.raucb"
-printf '\xff' | dd of="$BUNDLES/corrupt.raucb" bs=1 seek=$((size / 3)) conv=notrunc status=none
+# Invert one payload byte. (Writing a fixed 0xff once left the bundle unchanged: the byte
+# there already was 0xff.)
+byte=$(od -An -tu1 -j $((size / 3)) -N1 "$BUNDLES/good.raucb" | tr -d ' ')
+printf "\\x$(printf %02x $((byte ^ 0xff)))" |
+    dd of="$BUNDLES/corrupt.raucb" bs=1 seek=$((size / 3)) conv=notrunc status=none
+! cmp -s "$BUNDLES/good.raucb" "$BUNDLES/corrupt.raucb" || { echo "corrupt.raucb is not corrupt" >&2; exit 1; }
 lab_bg bundles lab_in wan python3 -m http.server 8080 --bind $WAN_NET.1 --directory "$BUNDLES"
 
 # --- helpers -------------------------------------------------------------------
