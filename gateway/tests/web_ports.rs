@@ -5,22 +5,25 @@
 
 mod common;
 
-use gateway::web::session::Auth;
-use gateway::web::{router, Shared};
+use gateway::web::Shared;
 use reqwest::header;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 const PASSWORD: &str = "longenough";
 
 struct Lab {
-    base: String,
-    http: reqwest::Client,
+    s: common::Session,
     dir: PathBuf,
     shared: Shared,
-    cookie: String,
-    csrf: String,
+}
+
+/// `lab.get`, `lab.post`, `lab.base`...: the logged-in session's.
+impl std::ops::Deref for Lab {
+    type Target = common::Session;
+    fn deref(&self) -> &common::Session {
+        &self.s
+    }
 }
 
 impl Drop for Lab {
@@ -31,25 +34,8 @@ impl Drop for Lab {
 
 /// As `common::app`, keeping the shared state to look at, and logged in.
 async fn lab(tag: &str) -> Lab {
-    let dir = std::env::temp_dir().join(format!("gh-web-ports-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("gatehouse.toml"), "# my router\nschema = 1\n").unwrap();
-    let auth = Arc::new(Auth::open(&dir));
-    auth.set_password(PASSWORD).unwrap();
-    let st = common::state(&dir, auth, common::idle_update(&dir));
-    let shared = st.shared.clone();
-    let app = router(st);
-    let (base, http) = common::serve(app).await;
-    let (cookie, csrf) = common::log_in(&http, &base, PASSWORD).await;
-    Lab {
-        base,
-        http,
-        dir,
-        shared,
-        cookie,
-        csrf,
-    }
+    let (dir, shared, s) = common::logged_in(&format!("web-ports-{tag}"), PASSWORD).await;
+    Lab { s, dir, shared }
 }
 
 impl Lab {
@@ -59,23 +45,6 @@ impl Lab {
 
     fn forwards(&self) -> usize {
         self.shared.nat.stats().forwards
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        common::get_page(&self.http, &self.base, &self.cookie, path).await
-    }
-
-    /// A form post with the session's CSRF token; status, Location, body.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Option<String>, String) {
-        common::post_form(
-            &self.http,
-            &self.base,
-            &self.cookie,
-            path,
-            Some(&self.csrf),
-            fields,
-        )
-        .await
     }
 }
 

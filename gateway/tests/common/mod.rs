@@ -167,3 +167,46 @@ pub async fn post_form(
         .map(|v| v.to_str().unwrap().to_string());
     (r.status().as_u16(), loc, r.text().await.unwrap())
 }
+
+/// An owner's logged-in browser: the server, a client, the session cookie and its CSRF token.
+pub struct Session {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Session {
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        get_page(&self.http, &self.base, &self.cookie, path).await
+    }
+
+    /// A form post with the session's CSRF token; status, Location, body.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Option<String>, String) {
+        let (http, base, cookie) = (&self.http, &self.base, &self.cookie);
+        post_form(http, base, cookie, path, Some(&self.csrf), fields).await
+    }
+}
+
+/// The full router over a fresh data dir named for `tag` (a config file with the owner's
+/// comment in it), `password` set and the owner logged in. Returns the dir, the shared
+/// state to look at, and the session.
+pub async fn logged_in(tag: &str, password: &str) -> (std::path::PathBuf, Shared, Session) {
+    let dir = std::env::temp_dir().join(format!("gh-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gatehouse.toml"), "# my router\nschema = 1\n").unwrap();
+    let auth = Arc::new(Auth::open(&dir));
+    auth.set_password(password).unwrap();
+    let st = state(&dir, auth, idle_update(&dir));
+    let shared = st.shared.clone();
+    let (base, http) = serve(router(st)).await;
+    let (cookie, csrf) = log_in(&http, &base, password).await;
+    let s = Session {
+        base,
+        http,
+        cookie,
+        csrf,
+    };
+    (dir, shared, s)
+}
