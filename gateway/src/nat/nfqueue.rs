@@ -199,9 +199,17 @@ fn put_attr(out: &mut Vec<u8>, ty: u16, val: &[u8]) {
     out.resize(align4(out.len()), 0);
 }
 
-/// The config request: bind `queue`, copy whole packets, and set the flags, in one message
-/// (the kernel applies the command first, then the rest).
-pub fn config_request(queue: u16, seq: u32, max_len: u32, gso: bool, fail_open: bool) -> Vec<u8> {
+/// The config request: bind `queue`, copy up to `copy_range` bytes of each packet (a NAT needs
+/// them all: a payload written back replaces the whole packet), and set the flags, in one
+/// message (the kernel applies the command first, then the rest).
+pub fn config_request(
+    queue: u16,
+    seq: u32,
+    copy_range: u16,
+    max_len: u32,
+    gso: bool,
+    fail_open: bool,
+) -> Vec<u8> {
     let mut attrs = Vec::with_capacity(64);
     // struct nfqnl_msg_config_cmd { u8 command; u8 pad; __be16 pf; }
     put_attr(
@@ -210,7 +218,7 @@ pub fn config_request(queue: u16, seq: u32, max_len: u32, gso: bool, fail_open: 
         &[NFQNL_CFG_CMD_BIND, 0, 0, libc::AF_INET as u8],
     );
     // struct nfqnl_msg_config_params { __be32 copy_range; u8 copy_mode; } (packed)
-    let mut params = 0xffffu32.to_be_bytes().to_vec();
+    let mut params = u32::from(copy_range).to_be_bytes().to_vec();
     params.push(NFQNL_COPY_PACKET);
     put_attr(&mut attrs, NFQA_CFG_PARAMS, &params);
     put_attr(&mut attrs, NFQA_CFG_QUEUE_MAXLEN, &max_len.to_be_bytes());
@@ -392,7 +400,7 @@ impl QueueSocket {
     /// Opens a socket and binds `queue`. With `gso`, large packets come unsegmented and
     /// possibly "checksum not ready" (see `Meta::skb_info`). With fail-open off, packets that
     /// find the queue full, or no listener at all, are dropped, never passed untranslated.
-    pub fn open(queue: u16, max_len: u32, gso: bool) -> io::Result<Self> {
+    pub fn open(queue: u16, copy_range: u16, max_len: u32, gso: bool) -> io::Result<Self> {
         // SAFETY: plain socket(2); the result is checked before it is owned.
         let raw = cvt(unsafe {
             libc::socket(
@@ -441,7 +449,7 @@ impl QueueSocket {
             seq: 1,
             early_drops: 0,
         };
-        let req = config_request(queue, s.seq, max_len, gso, false);
+        let req = config_request(queue, s.seq, copy_range, max_len, gso, false);
         s.send_raw(&req)?;
         s.wait_ack(s.seq)?;
         Ok(s)
@@ -789,7 +797,7 @@ mod tests {
 
     #[test]
     fn config_request_binds_copies_and_sets_flags() {
-        let req = config_request(3, 77, 8192, true, false);
+        let req = config_request(3, 77, u16::MAX, 8192, true, false);
         assert_eq!(u32_ne(&req, 0) as usize, req.len());
         assert_eq!(u16_ne(&req, 6), NLM_F_REQUEST | NLM_F_ACK);
         assert_eq!(u32_ne(&req, 8), 77);

@@ -26,7 +26,7 @@ const QUEUE_MAX_LEN: u32 = 8192;
 /// Opens and binds the queue. Must happen before the queue rules exist: without a listener
 /// (and without bypass) the kernel drops every queued packet.
 pub fn open(queue_num: u16) -> anyhow::Result<QueueSocket> {
-    let q = QueueSocket::open(queue_num, QUEUE_MAX_LEN, true).with_context(|| {
+    let q = QueueSocket::open(queue_num, u16::MAX, QUEUE_MAX_LEN, true).with_context(|| {
         format!("binding nfqueue {queue_num} (another gatewayd running? nfnetlink_queue loaded?)")
     })?;
     if q.early_drops > 0 {
