@@ -4,6 +4,12 @@
 //! the next boot is skipped, which is the automatic rollback. Once this boot is
 //! healthy, init marks it good through RAUC (`rauc.rs`); the direct grubenv
 //! edit here is the fallback when RAUC is not running, and the console's.
+//!
+//! `CONFIRMED` in the grubenv names the slot last confirmed healthy. GRUB puts
+//! `gatehouse.trial` on the command line of any other slot it boots in the
+//! normal way (a new install, or a switch the owner asked for), so init knows
+//! a trial boot before /data, which holds the update record, is mounted: a
+//! fatal error that early still reboots to the confirmed slot.
 
 use crate::log;
 
@@ -55,10 +61,21 @@ pub fn set(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
     }
 }
 
-/// Marks `slot` good and out of trial: OK=1, TRY=0.
+/// The grubenv variable naming the slot last confirmed healthy.
+pub const CONFIRMED: &str = "CONFIRMED";
+/// What GRUB adds to the command line of a slot other than the confirmed one.
+pub const TRIAL_FLAG: &str = "gatehouse.trial";
+
+/// Marks `slot` good and out of trial: OK=1, TRY=0, and the confirmed slot.
 pub fn mark_good(vars: &mut Vec<(String, String)>, slot: &str) {
     set(vars, &format!("{slot}_OK"), "1");
     set(vars, &format!("{slot}_TRY"), "0");
+    set(vars, CONFIRMED, slot);
+}
+
+/// Whether GRUB booted this as a trial (see the module comment).
+pub fn trial_from_cmdline(cmdline: &str) -> bool {
+    cmdline.split_whitespace().any(|w| w == TRIAL_FLAG)
 }
 
 /// Makes `slot` the first choice of the next boots. Only a slot marked good
@@ -157,6 +174,26 @@ pub fn confirm_boot() {
     }
 }
 
+/// Records `slot` as the confirmed one, after RAUC marked it good (RAUC's GRUB
+/// backend knows only OK and TRY). Writes only on a change: the ESP is flash.
+pub fn note_confirmed(slot: &str) {
+    let result = read_env().and_then(|vars| {
+        if get(&vars, CONFIRMED) == Some(slot) {
+            return Ok(false);
+        }
+        edit_env(|vars| {
+            set(vars, CONFIRMED, slot);
+            Ok(())
+        })
+        .map(|()| true)
+    });
+    match result {
+        Ok(true) => log!("bootslot: slot {slot} is now the confirmed one"),
+        Ok(false) => {}
+        Err(e) => log!("bootslot: recording slot {slot} as confirmed: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +231,16 @@ mod tests {
         assert_eq!(get(&v, "A_OK"), Some("1"));
         assert_eq!(get(&v, "B_TRY"), Some("1"));
         assert_eq!(get(&v, "ORDER"), Some("A B"));
+        assert_eq!(get(&v, CONFIRMED), Some("A"));
+    }
+
+    #[test]
+    fn trial_flag_is_a_whole_word() {
+        assert!(trial_from_cmdline(
+            "console=ttyS0 rauc.slot=B gatehouse.trial quiet"
+        ));
+        assert!(!trial_from_cmdline("console=ttyS0 rauc.slot=A quiet"));
+        assert!(!trial_from_cmdline("gatehouse.trials gatehouse.trial=0"));
     }
 
     #[test]

@@ -127,6 +127,14 @@ fn main() {
     }
 }
 
+/// The `gatehouse.inject=` fault-injection knob (QEMU tests only), or "".
+fn inject_knob(cmdline: &str) -> &str {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("gatehouse.inject="))
+        .unwrap_or_default()
+}
+
 /// After a fatal error: a trial boot reboots at once so the bootloader falls
 /// back; otherwise running services are left alone (the LAN keeps working)
 /// and only the recovery console is supervised, with the watchdog still fed.
@@ -143,28 +151,32 @@ fn rescue(
     process::kill_terminals(&terminals, CONSOLE_PROGRAM);
     let mut host = Procs::new(rings, console_tty(), false, terminals);
     let mut wd = watchdog::timeout_from_cmdline(cmdline).and_then(Watchdog::open);
-    // Only a trial known from /data counts: if the error came before /data was
-    // mounted, the console stays up (GRUB's try counter still guards the slot
-    // once the owner reboots).
-    let trial = slot.as_ref().and_then(|b| {
+    // A trial is known from /data's update record or, when the error came
+    // before /data was mounted (or with no record: a slot switch), from GRUB's
+    // flag for a slot other than the confirmed one.
+    let pending = slot.as_ref().and_then(|b| {
         match update_record::classify(store.pending(), store.last().as_ref(), b) {
             BootKind::Trial(p) => Some(p),
             _ => None,
         }
     });
+    let trial = pending.is_some() || bootslot::trial_from_cmdline(cmdline);
     let console: Vec<_> = services::parse(FALLBACK_SERVICES, "built-in services")
         .unwrap_or_default()
         .into_iter()
         .filter(|s| s.tty.is_some())
         .collect();
     let mut sup = Supervisor::new(console);
-    if let Some(p) = trial {
+    if trial {
         log!("init: this is a trial boot; rebooting so the bootloader falls back");
         // The slot we fall back to reports why; without this it could only
-        // say that the new slot never reported healthy.
-        let reason = format!("init hit a fatal error: {why}");
-        if let Err(e) = store.set_last(&Last::rolled_back(&p, reason, now_unix())) {
-            log!("update: cannot record the failure: {e}");
+        // say that the new slot never reported healthy (as it does when /data
+        // was not mounted yet).
+        if let Some(p) = pending {
+            let reason = format!("init hit a fatal error: {why}");
+            if let Err(e) = store.set_last(&Last::rolled_back(&p, reason, now_unix())) {
+                log!("update: cannot record the failure: {e}");
+            }
         }
         if let Some(b) = &slot {
             rauc::mark_booted_bad(b);
@@ -203,6 +215,11 @@ fn boot_and_run(
     // first (the initramfs has usually loaded them); the network waits for the
     // NIC drivers and the bridge, the services for the rest.
     modules::load(modules::FILESYSTEMS);
+    // Fault injection for the QEMU test of a fatal error before /data is
+    // mounted; inert unless GRUB flagged this boot as a trial.
+    if inject_knob(cmdline) == "panic-before-data" && bootslot::trial_from_cmdline(cmdline) {
+        panic!("gatehouse.inject=panic-before-data on the kernel command line");
+    }
     let (coldplugged, coldplug_done) = std::sync::mpsc::channel();
     let loading = std::thread::spawn(move || {
         modules::load(modules::NETWORK);
@@ -279,10 +296,7 @@ fn boot_and_run(
     // "panic" once a boot is healthy, "panic-on-trial" as soon as the services
     // of a trial boot are started (it stays inert on every other boot, so the
     // slot fallen back to boots with the same command line).
-    let inject = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("gatehouse.inject="))
-        .unwrap_or_default();
+    let inject = inject_knob(cmdline);
 
     loop {
         if inject == "panic" && gate.done {

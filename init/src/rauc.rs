@@ -59,7 +59,10 @@ pub fn mark(state: &str, ident: &str) -> Result<String, String> {
 /// RAUC cannot be reached.
 pub fn mark_booted_good(slot: &str) {
     match mark("good", "booted") {
-        Ok(m) => log!("bootslot: slot {slot} confirmed good through RAUC ({m})"),
+        Ok(m) => {
+            log!("bootslot: slot {slot} confirmed good through RAUC ({m})");
+            bootslot::note_confirmed(slot);
+        }
         Err(e) => {
             log!("bootslot: {e}; editing the grubenv directly");
             bootslot::confirm_boot();

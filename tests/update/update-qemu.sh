@@ -5,7 +5,8 @@
 #
 #   tests/update/update-qemu.sh IMAGE [TEST...]
 #
-# TEST: happy broken-gatewayd power-cut kernel-panic bad-bundles schema init-panic (default: all).
+# TEST: happy broken-gatewayd power-cut kernel-panic bad-bundles schema init-panic
+# init-panic-early (default: all).
 # The bundles are made from the image build's root tree (OUT/rootfs) with
 # scripts/bundle and the same signing keys as the image; the WAN namespace
 # serves them over HTTP. Prints the figures (bundle size, install time, time
@@ -13,7 +14,7 @@
 set -euo pipefail
 IMAGE=$(realpath "${1:?usage: update-qemu.sh IMAGE [TEST...]}")
 shift
-TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic bad-bundles schema init-panic}")
+TESTS=("${@:-happy broken-gatewayd power-cut kernel-panic bad-bundles schema init-panic init-panic-early}")
 read -ra TESTS <<<"${TESTS[*]}"
 HERE=$(cd "$(dirname "$0")/../../scripts" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -169,11 +170,11 @@ test_happy() {
     state=$(wait_install 600) || true
     FIGURES+=("install time (download + install, TCG): $(since "$t0") s")
     check "the install completes with no error" jq -e '.last_error == "" and .pending.to_slot == "B"' <<<"$state"
-    check "RAUC made slot B the next boot" grubenv_has 'ORDER=B A'
+    check "RAUC made slot B the next boot; A is the confirmed slot" grubenv_has 'ORDER=B A' 'CONFIRMED=A'
     t0=$(now)
     check "the owner's reboot restarts the machine" reboot_router
     up 2 || { check "router boots after the update" false; return; }
-    check "the next boot is slot B" grep -q 'rauc.slot=B' "$SERIAL"
+    check "the next boot is slot B, flagged by GRUB as a trial" grep -q 'rauc.slot=B gatehouse.trial' "$SERIAL"
     check "B passes its health gate (DHCP, DNS, UI, WAN)" wait_serial 'health: slot B healthy' 300
     FIGURES+=("reboot to marked good: $(since "$t0") s (QEMU restart and TCG boot included)")
     check "B is marked good" wait_serial 'slot B confirmed good through RAUC' 30
@@ -186,7 +187,7 @@ test_happy() {
     check "the config survived: hostname updtest, version $GOOD, slot B" \
         console_do 1 "updtest: version $GOOD, booted from slot B" 20
     stop_router
-    check "grubenv: B good, out of trial, first" grubenv_has 'B_OK=1' 'B_TRY=0' 'ORDER=B A'
+    check "grubenv: B good, out of trial, first, confirmed" grubenv_has 'B_OK=1' 'B_TRY=0' 'ORDER=B A' 'CONFIRMED=B'
 }
 
 # rolled_back_checks WHAT REASON-PATTERN: after a failed update, A is back and says why.
@@ -388,6 +389,36 @@ test_init_panic() {
     grubenv_set extra_cmdline=
 }
 
+# --- 8. fatal error in B's PID 1 before /data (and its update record) is mounted -----------
+test_init_panic_early() {
+    echo "=== 8. B's init fails before /data is mounted: GRUB's trial flag makes it fall back"
+    local t0
+    install_on_fresh_disk good "the bundle installs" || return
+    check "A is the confirmed slot" grubenv_has 'CONFIRMED=A'
+    reboot_router || true
+    # Inert unless GRUB flags the boot as a trial, so A boots normally afterwards.
+    grubenv_set extra_cmdline=gatehouse.inject=panic-before-data
+    t0=$(now)
+    boot_router 2
+    check "the trial boot is slot B, flagged by GRUB" \
+        wait_serial 'rauc.slot=B gatehouse.trial gatehouse.inject' "$BOOT_TIMEOUT"
+    check "B's PID 1 catches the fatal error before /data" \
+        wait_serial 'init: fatal error: gatehouse.inject=panic-before-data' "$BOOT_TIMEOUT"
+    check "it came before /data was mounted" bash -c "! grep -q 'data partition .* mounted on' '$SERIAL'"
+    check "init knows it is a trial boot and reboots" \
+        wait_serial 'this is a trial boot; rebooting so the bootloader falls back' 30
+    check "B reboots by itself (no kernel panic)" wait_qemu_exit 90
+    check "no kernel panic on the way" bash -c "! grep -q 'Kernel panic' '$SERIAL'"
+    check "grubenv: B marked bad by its own init (B_OK=0), A still confirmed" grubenv_has 'B_OK=0' 'CONFIRMED=A'
+    up 3 || { check "router comes back" false; return; }
+    FIGURES+=("roll back (init fatal error before /data), reboot to A serving: $(since "$t0") s")
+    rolled_back_checks "init fatal error before /data" "slot B never reported healthy"
+    check "A boots unflagged with the knob on its command line and stays up" \
+        bash -c "grep -q 'rauc.slot=A gatehouse.inject=panic-before-data' '$SERIAL' && ! grep -q 'init: fatal error' '$SERIAL'"
+    stop_router
+    grubenv_set extra_cmdline=
+}
+
 for t in "${TESTS[@]}"; do
     # A test that gave up early may have left its QEMU running on the lab's taps.
     [ -z "${QEMU_PID:-}" ] || stop_router
@@ -399,6 +430,7 @@ for t in "${TESTS[@]}"; do
     bad-bundles) test_bad_bundles ;;
     schema) test_schema ;;
     init-panic) test_init_panic ;;
+    init-panic-early) test_init_panic_early ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
     esac
 done
