@@ -8,7 +8,8 @@
 //! (hickory-based helpers), `local` (names that stay on the LAN), `blocklist`,
 //! `cache`, `querylog`, `upstream` and `tls` (the hardened exchanges with
 //! resolvers), `resolver` (the per-query pipeline: a fast path for cache hits
-//! and blocked names, a full one for the rest) and `server` (the sockets).
+//! and blocked names, a full one for the rest), `server` (the sockets) and
+//! `udp_batch` (its batched UDP system calls).
 
 mod blocklist;
 mod cache;
@@ -19,6 +20,7 @@ pub mod querylog;
 mod resolver;
 mod server;
 mod tls;
+pub mod udp_batch;
 mod upstream;
 pub mod wire;
 
