@@ -126,7 +126,7 @@ async fn refused_input_keeps_the_file_and_the_owners_input() {
 }
 
 #[tokio::test]
-async fn wan_and_wlan_changes_wait_for_a_reboot() {
+async fn wan_changes_wait_for_a_reboot_wlan_changes_apply_now() {
     let l = lab("wanwlan", OWNER).await;
     let (status, loc, _) = l
         .post(
@@ -155,7 +155,8 @@ async fn wan_and_wlan_changes_wait_for_a_reboot() {
     let (status, loc, _) = l.post("/network/wlan", &wlan, true).await;
     assert_eq!(status, 303);
     let (_, page) = l.get(&loc.unwrap()).await;
-    assert!(page.contains("after a reboot: wireless network"), "{page}");
+    assert!(page.contains("Applied now: wireless network"), "{page}");
+    assert!(!page.contains("after a reboot: wireless network"), "{page}");
     // The join code is there, and the SSID is escaped everywhere it is shown.
     assert!(page.contains("id=\"wlan-qr\""), "{page}");
     assert!(

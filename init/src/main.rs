@@ -282,7 +282,8 @@ fn boot_and_run(
     gate.announce();
 
     let _ = std::fs::create_dir_all("/run/dbus");
-    let wlan_cfg = wlan::load(settings.failsafe);
+    let mut config_watch = wlan::FileWatch::new(settings::CONFIG);
+    let mut wlan_cfg = wlan::load(settings.failsafe);
     let mut wlan_state = wlan::WlanState::default();
     wlan::poll(&wlan_cfg, &mut wlan_state);
     let mut host = Procs::new(rings, console_tty(), settings.failsafe, terminals);
@@ -363,6 +364,15 @@ fn boot_and_run(
             }
         }
         let now = Instant::now();
+        // `[wlan]` edits apply live: the access point follows the file.
+        if config_watch.changed() {
+            let cfg = wlan::load(settings.failsafe);
+            if cfg != wlan_cfg {
+                log!("wlan: the settings changed; applying them");
+                wlan_state.new_settings(&wlan_cfg, &cfg);
+                wlan_cfg = cfg;
+            }
+        }
         // Radios come and go (USB dongles); hostapd reads its file only at start.
         if wlan::poll(&wlan_cfg, &mut wlan_state) == wlan::Change::RestartHostapd {
             sup.restart("hostapd", now, &mut host);

@@ -94,8 +94,41 @@ const KEYS: &[&str] = &[
     "radio",
 ];
 
-/// Reads `[wlan]` from the config file (`settings::CONFIG`) at boot. A
-/// failsafe boot ignores the file, so there is no access point then.
+/// Notices when a file is replaced or rewritten (its inode, size or mtime
+/// changes), so edits of the config file, by gatewayd's settings page or from
+/// the console's shell, reach the access point without a reboot.
+#[derive(Debug)]
+pub struct FileWatch {
+    path: PathBuf,
+    seen: Option<(u64, u64, i64, i64)>,
+}
+
+impl FileWatch {
+    /// Starts from the file as it is now.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let seen = Self::identity(&path);
+        Self { path, seen }
+    }
+
+    fn identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    }
+
+    /// Whether the file changed (appeared, went, was rewritten) since the last call.
+    pub fn changed(&mut self) -> bool {
+        let now = Self::identity(&self.path);
+        let changed = now != self.seen;
+        self.seen = now;
+        changed
+    }
+}
+
+/// Reads `[wlan]` from the config file (`settings::CONFIG`), at boot and
+/// whenever it changes. A failsafe boot ignores the file, so there is no
+/// access point then.
 pub fn load(failsafe: bool) -> WlanSettings {
     if failsafe {
         return WlanSettings::NotConfigured;
@@ -407,6 +440,20 @@ pub struct WlanState {
     fallback: bool,
 }
 
+impl WlanState {
+    /// New settings: a newly chosen channel or radio gets a fresh try at "auto". Otherwise
+    /// the fallback stays: it is about the radio, not the network's name or passphrase.
+    pub fn new_settings(&mut self, old: &WlanSettings, new: &WlanSettings) {
+        let placement = |s: &WlanSettings| match s {
+            WlanSettings::Enabled(ap) => Some((ap.channel, ap.radio.clone())),
+            _ => None,
+        };
+        if placement(old) != placement(new) {
+            self.fallback = false;
+        }
+    }
+}
+
 /// What the main loop must do after a `poll`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -589,6 +636,28 @@ fn write_status(p: &Paths, status: &str) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn file_watch_sees_writes_replacements_and_removal() {
+        let dir = std::env::temp_dir().join(format!("wlan-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gatehouse.toml");
+        let _ = std::fs::remove_file(&path);
+        let mut w = FileWatch::new(&path);
+        assert!(!w.changed(), "no file, no change");
+        std::fs::write(&path, "[wlan]\nssid = \"a\"\n").unwrap();
+        assert!(w.changed(), "created");
+        assert!(!w.changed(), "reported once");
+        // Replaced by rename, as gatewayd writes it: a new inode even at the same size.
+        let tmp = dir.join("gatehouse.toml.tmp");
+        std::fs::write(&tmp, "[wlan]\nssid = \"b\"\n").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert!(w.changed(), "replaced");
+        std::fs::remove_file(&path).unwrap();
+        assert!(w.changed(), "removed");
+        assert!(!w.changed());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     const OK: &str = "[wlan]\nssid = \"Home\"\npassphrase = \"correct horse\"\n";
 
     fn ap(text: &str) -> AccessPoint {
@@ -596,6 +665,24 @@ mod tests {
             WlanSettings::Enabled(ap) => ap,
             other => panic!("not enabled: {other:?}"),
         }
+    }
+
+    #[test]
+    fn channel_fallback_survives_a_new_name_not_a_new_channel() {
+        let auto = from_text(OK);
+        let renamed = from_text(&OK.replace("Home", "Cabin"));
+        let fixed = from_text(&format!("{OK}channel = 11\n"));
+        let mut st = WlanState {
+            fallback: true,
+            ..WlanState::default()
+        };
+        st.new_settings(&auto, &renamed);
+        assert!(
+            st.fallback,
+            "same radio and channel: the radio still cannot do auto"
+        );
+        st.new_settings(&renamed, &fixed);
+        assert!(!st.fallback, "a new channel gets its own try");
     }
 
     fn invalid(text: &str) -> String {

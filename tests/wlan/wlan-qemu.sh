@@ -82,8 +82,11 @@ mark
 in_shell 'cat /run/gatehouse/wlan' 'access point not started' 20 || true
 check "the status file says why" shell_says '^[0-9. ]*invalid: wlan.passphrase must be 8-63'
 
-# The owner fixes the config; it applies at the next boot.
+# The owner fixes the config: init follows the file at once (there is no radio yet, so no
+# access point); the next boot starts with it.
 in_shell "printf '[system]\\nhostname = \"wlantest\"\\n\\n[wlan]\\nssid = \"$SSID\"\\npassphrase = \"$PASS\"\\nchannel = \"auto\"\\ncountry = \"DE\"\\n' >/data/gatehouse.toml; sync; echo SAVED-\$((6*7))" 'SAVED-42' 20 || true
+check "init takes the fixed [wlan] without a reboot" wait_serial 'wlan: the settings changed; applying them' 10
+check "and reports the missing radio instead" wait_serial 'wlan: no radio' 10
 in_shell exit 'Choice' 20 || true
 console_do 8 'Rebooting' 20 || true
 check "the console's reboot completes" wait_qemu_exit 60 ||
@@ -160,6 +163,18 @@ station() {
 check "router has a WAN lease ($wan_ip)" test -n "$wan_ip"
 station sae SAE "WPA3-SAE"
 station psk WPA2-PSK "WPA2-PSK"
+
+# A live change: a new SSID in the config file (as the settings page writes it) restarts the
+# access point with it, no reboot, and a station joins the new network.
+SSID2=gatehouse-live
+mark
+in_shell "sed -i 's/^ssid = .*/ssid = \"$SSID2\"/' /data/gatehouse.toml && sed 's/$SSID/$SSID2/' /tmp/sae.conf >/tmp/live.conf && echo EDIT-\$((6*7))" 'EDIT-42' 20 || true
+check "a changed SSID is taken live" shell_says 'wlan: the settings changed; applying them' 10
+check "the access point comes back up with it" shell_says "wlan: up: $SSID2 on wlan0 (phy0), channel" 150
+mark
+in_shell "assoc live; echo ASSOC-\$((6*7))" 'ASSOC-42' 120 || true
+check "a station joins the new SSID (WPA3-SAE)" shell_says 'wpa_state=COMPLETED'
+in_shell 'kill $(cat /tmp/wpa.pid); sleep 1; echo DOWN-$((6*7))' 'DOWN-42' 20 || true
 
 # The radios go away: reported, and hostapd stops (its file is gone).
 mark

@@ -2,9 +2,9 @@
 //!
 //! `ConfigFile::edit` has already written and published the new config. Parts that follow
 //! the published config (DHCP, DNS, the UI itself) pick it up on their own; the NAT's
-//! forward set is put in force here. What only init reads at boot (interfaces, addresses,
-//! the WLAN radio) or what gatewayd binds at start waits for a reboot, and the owner is
-//! told which.
+//! forward set is put in force here; init follows the file's `[wlan]` on its own. What only
+//! init reads at boot (interfaces, addresses) or what gatewayd binds at start waits for a
+//! reboot, and the owner is told which.
 
 use super::Shared;
 use crate::config::Config;
@@ -52,6 +52,8 @@ pub fn classify(boot: &Config, old: &Config, new: &Config) -> Applied {
     live(old.nat.forwards != new.nat.forwards, "port forwards");
     live(old.nat.filtering != new.nat.filtering, "NAT filtering");
     live(old.devices != new.devices, "device names");
+    // init watches the file and restarts hostapd with the new settings.
+    live(old.wlan != new.wlan, "wireless network");
     live(old.dhcp != new.dhcp && lan_as_booted, "DHCP");
     // The resolver follows `[dns]` live, but for what its sockets and cache were made with.
     let restart = |d: &crate::config::Dns| (d.enabled, d.udp_workers, d.cache_bytes);
@@ -74,7 +76,6 @@ pub fn classify(boot: &Config, old: &Config, new: &Config) -> Applied {
     later(old.lan != new.lan, "LAN address and ports");
     later(old.dhcp != new.dhcp && !lan_as_booted, "DHCP");
     later(old.wan != new.wan, "WAN settings");
-    later(old.wlan != new.wlan, "wireless network");
     later(old.system != new.system, "host name and domain");
     later(old.ui != new.ui, "admin UI port");
     later(

@@ -351,7 +351,7 @@ const SAVED: &[&str] = &[
     "Saved. Takes effect after a reboot: LAN address and ports, DHCP.",
     "Saved. Takes effect after a reboot: LAN address and ports.",
     "Saved. Takes effect after a reboot: WAN settings.",
-    "Saved. Takes effect after a reboot: wireless network.",
+    "Saved. Applied now: wireless network.",
     "Saved. Takes effect after a reboot: DHCP.",
 ];
 
