@@ -76,6 +76,11 @@ inside = "192.168.1.10:9000"
 protocol = "both"
 external = 6000
 inside = "192.168.1.10:6000"
+
+[[nat.forwards]]
+protocol = "udp"
+external = 7100
+inside = "192.168.1.10:9100"
 '
 write_config <<EOF2
 [nat]
@@ -83,7 +88,7 @@ filtering = "address-and-port-dependent"
 $FORWARDS
 EOF2
 line=$(hup)
-[[ "$line" == *"3 forwards in force"* ]] || fail "SIGHUP: $line"
+[[ "$line" == *"4 forwards in force"* ]] || fail "SIGHUP: $line"
 kill -0 "$GW_PID" || fail "gatewayd died on SIGHUP"
 
 body=$(http 10) || fail "forwarded TCP: $body"
@@ -127,6 +132,30 @@ rc=0
 inns $LAN curl -sS --max-time 3 --interface 192.168.1.11 http://203.0.113.2:9999/ >/dev/null 2>&1 || rc=$?
 [ "$rc" = 7 ] || fail "LAN to an unmapped WAN port: curl exit $rc, want 7 (refused)"
 echo "ok   hairpin: 192.168.1.11 -> 203.0.113.2:8080 and :7001 reach the server, which saw 203.0.113.2; unmapped ports refused by the router"
+# Nothing listens behind forward 7100: the LAN server's port unreachable (to the WAN address,
+# quoting the hairpinned datagram) must reach the sender as an error for its own datagram.
+got=$(inns $LAN python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.168.1.11", 0))
+s.connect(("203.0.113.2", 7100))
+s.settimeout(2)
+for _ in range(3):
+    try:
+        s.send(b"anyone?")
+        s.recv(100)
+        print("answered")
+        break
+    except ConnectionRefusedError:
+        print("refused")
+        break
+    except socket.timeout:
+        pass
+else:
+    print("silence")
+')
+[ "$got" = refused ] || fail "hairpin UDP to a closed port: got '$got', want the server's port unreachable (refused)"
+echo "ok   hairpin ICMP: the LAN server's port unreachable reaches the sender, translated back (connection refused)"
 
 # ---- a bad file on SIGHUP changes nothing ----
 write_config <<'EOF2'
@@ -134,7 +163,7 @@ write_config <<'EOF2'
 filtering = "address-and-port-dependent"
 EOF2
 line=$(hup)
-[[ "$line" == *"config rejected, forwards unchanged (3 in force, 1 rejected reloads)"*"line 1"* ]] ||
+[[ "$line" == *"config rejected, forwards unchanged (4 in force, 1 rejected reloads)"*"line 1"* ]] ||
     fail "bad syntax on SIGHUP: $line"
 write_config <<'EOF2'
 [[nat.forwards]]

@@ -15,7 +15,9 @@
 //! in prerouting, where gatewayd sends those for a mapped port back into the LAN (destination
 //! rewritten; the rest go on untouched to the router). Routed back out to the LAN they are
 //! queued again in postrouting, where the source is rewritten: doing both in prerouting would
-//! make the packet a martian (a local source arriving from outside).
+//! make the packet a martian (a local source arriving from outside). A LAN host's ICMP errors
+//! about hairpinned packets (addressed to the WAN address too) take the same two steps back
+//! to the sender.
 
 use anyhow::{bail, Context as _};
 use std::io::Write;
@@ -112,12 +114,14 @@ table inet gatehouse {{
 		iifname "{wan}" meta nfproto ipv4 ct state untracked queue num {q}
 		iifname "{wan}" icmp type {{ {errors} }} ct state invalid queue num {q}
 		iifname "{lan}" meta l4proto {{ tcp, udp }} ip daddr != {lan_addr} fib daddr type local ct state untracked queue num {q}
+		iifname "{lan}" icmp type {{ {errors} }} ip daddr != {lan_addr} fib daddr type local ct state untracked queue num {q}
 	}}
 	chain nat_out {{
 		type filter hook postrouting priority srcnat; policy accept;
 		oifname "{wan}" meta nfproto ipv4 ct state untracked queue num {q}
 		oifname "{wan}" icmp type {{ {errors} }} ct state invalid queue num {q}
 		oifname "{lan}" meta l4proto {{ tcp, udp }} ip saddr {lan_net} ct state untracked queue num {q}
+		oifname "{lan}" icmp type {{ {errors} }} ip saddr {lan_net} ct state untracked queue num {q}
 	}}
 "#,
             lan_addr = s.lan_addr,
@@ -156,6 +160,15 @@ pub fn iptables_queue_rules(s: &Spec) -> String {
              -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num {q}\n\
              -A {POST_CHAIN} -o {lan} -p {p} -s {lan_net} -m conntrack --ctstate UNTRACKED \
              -j NFQUEUE --queue-num {q}\n"
+        ));
+    }
+    for t in ICMP_ERRORS {
+        r.push_str(&format!(
+            "-A {PRE_CHAIN} -i {lan} -p icmp --icmp-type {t} ! -d {lan_addr} \
+             -m addrtype --dst-type LOCAL -m conntrack --ctstate UNTRACKED \
+             -j NFQUEUE --queue-num {q}\n\
+             -A {POST_CHAIN} -o {lan} -p icmp --icmp-type {t} -s {lan_net} \
+             -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num {q}\n"
         ));
     }
     r.push_str("COMMIT\n");
@@ -284,6 +297,8 @@ mod tests {
             r#"iifname "lan0" oifname "lan0" ct state untracked accept"#,
             r#"iifname "lan0" meta l4proto { tcp, udp } ip daddr != 192.168.1.1 fib daddr type local ct state untracked queue num 3"#,
             r#"oifname "lan0" meta l4proto { tcp, udp } ip saddr 192.168.1.0/24 ct state untracked queue num 3"#,
+            r#"iifname "lan0" icmp type { destination-unreachable, time-exceeded, parameter-problem } ip daddr != 192.168.1.1 fib daddr type local ct state untracked queue num 3"#,
+            r#"oifname "lan0" icmp type { destination-unreachable, time-exceeded, parameter-problem } ip saddr 192.168.1.0/24 ct state untracked queue num 3"#,
         ] {
             assert!(r.contains(line), "missing {line:?} in\n{r}");
         }
@@ -319,6 +334,12 @@ mod tests {
              -A GATEHOUSE-POST -o lan0 -p tcp -s 192.168.1.0/24 -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
              -A GATEHOUSE-PRE -i lan0 -p udp ! -d 192.168.1.1 -m addrtype --dst-type LOCAL -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
              -A GATEHOUSE-POST -o lan0 -p udp -s 192.168.1.0/24 -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
+             -A GATEHOUSE-PRE -i lan0 -p icmp --icmp-type destination-unreachable ! -d 192.168.1.1 -m addrtype --dst-type LOCAL -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
+             -A GATEHOUSE-POST -o lan0 -p icmp --icmp-type destination-unreachable -s 192.168.1.0/24 -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
+             -A GATEHOUSE-PRE -i lan0 -p icmp --icmp-type time-exceeded ! -d 192.168.1.1 -m addrtype --dst-type LOCAL -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
+             -A GATEHOUSE-POST -o lan0 -p icmp --icmp-type time-exceeded -s 192.168.1.0/24 -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
+             -A GATEHOUSE-PRE -i lan0 -p icmp --icmp-type parameter-problem ! -d 192.168.1.1 -m addrtype --dst-type LOCAL -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
+             -A GATEHOUSE-POST -o lan0 -p icmp --icmp-type parameter-problem -s 192.168.1.0/24 -m conntrack --ctstate UNTRACKED -j NFQUEUE --queue-num 3\n\
              COMMIT\n"
         );
         assert!(!r.contains("bypass"));

@@ -90,9 +90,7 @@ pub fn translate(
     }
     let bytes = pkt.total_len() as u64;
     let (proto, src_port, dst_port, flags) = match pkt.l4()? {
-        L4::IcmpError { .. } if matches!(dir, Direction::Inbound | Direction::Outbound) => {
-            return translate_error(&mut pkt, dir, wan, map, now).map(|()| Action::Translated)
-        }
+        L4::IcmpError { .. } => return translate_error(&mut pkt, dir, wan, map, now),
         L4::Tcp {
             src_port,
             dst_port,
@@ -164,15 +162,17 @@ pub fn translate(
 
 /// An ICMP error about a packet that went through a mapping (RFC 5508 REQ-4/5): the quoted
 /// packet is put back in the form its addressee sent or received it, and the error goes to
-/// the inside host (inbound) or leaves from the WAN address (outbound). The mapping is looked
-/// up, never created or refreshed (REQ-6); an error about anything else is dropped.
+/// the inside host (inbound) or leaves from the WAN address (outbound). A LAN host's error
+/// about a hairpinned packet goes back to the LAN host that sent it, in the two halves of any
+/// hairpin. The mapping is looked up, never created or refreshed (REQ-6); an error about
+/// anything else is dropped (or, addressed to the router from the LAN, left to the router).
 fn translate_error(
     pkt: &mut Ipv4Packet<&mut [u8]>,
     dir: Direction,
     wan: Ipv4Addr,
     map: &Mappings,
     now: Millis,
-) -> Result<(), Drop> {
+) -> Result<Action, Drop> {
     let q = pkt.quoted()?;
     let proto = match q.protocol {
         packet::PROTO_TCP => Proto::Tcp,
@@ -209,9 +209,48 @@ fn translate_error(
                 .ok_or(Drop::NoMapping)?;
             pkt.rewrite_quoted(Side::Src, wan, Side::Dst, wan, port)?;
         }
-        Direction::HairpinIn | Direction::HairpinOut => return Err(Drop::Unsupported),
+        Direction::HairpinIn => {
+            // The quote is the hairpinned packet as its receiver got it: from the WAN address
+            // and the sender's outside port, to the receiver. An echo never gets here (pings
+            // of the WAN address are the router's), nor does the router's own traffic.
+            if pkt.dst() != wan || q.src != wan || proto == Proto::Icmp {
+                return Ok(Action::Local);
+            }
+            // The sender sent to the receiver's outside port, which its filtering admitted.
+            let receiver = SocketAddrV4::new(q.dst, q.dst_port);
+            let Some(seen_port) = map.outside_port(proto, receiver, now) else {
+                return Ok(Action::Local);
+            };
+            let remote = SocketAddrV4::new(wan, seen_port);
+            let sender = match map.inbound_error(proto, q.src_port, remote, now) {
+                Ok(s) => s,
+                Err(Miss::NoMapping) => return Ok(Action::Local),
+                Err(Miss::Filtered) => return Err(Drop::Filtered),
+            };
+            // To the sender, quoting its own packet; the source waits for postrouting, as in
+            // any hairpin (a local source arriving from the LAN would be a martian).
+            pkt.rewrite_quoted(
+                Side::Dst,
+                *sender.ip(),
+                Side::Src,
+                *sender.ip(),
+                sender.port(),
+            )?;
+        }
+        Direction::HairpinOut => {
+            // The second half: from the WAN address, quoting the receiver as the sender knew
+            // it, at its outside port.
+            if proto == Proto::Icmp {
+                return Err(Drop::Unsupported);
+            }
+            let receiver = SocketAddrV4::new(q.dst, q.dst_port);
+            let port = map
+                .outside_port(proto, receiver, now)
+                .ok_or(Drop::NoMapping)?;
+            pkt.rewrite_quoted(Side::Src, wan, Side::Dst, wan, port)?;
+        }
     }
-    Ok(())
+    Ok(Action::Translated)
 }
 
 #[cfg(test)]
@@ -777,6 +816,70 @@ mod tests {
         assert_eq!(hairpin(&mut ack, &mut m, 2), Ok(Action::Translated));
         let client = SocketAddrV4::new(Ipv4Addr::from(CLIENT), 50000);
         assert_eq!(ports(&ack), (wan(8080), client));
+    }
+
+    #[test]
+    fn hairpinned_errors_go_back_to_the_sender() {
+        use crate::nat::mapping::{Filtering, Forward};
+        let params = Params {
+            filtering: Filtering::AddressAndPortDependent,
+            ..Params::default()
+        };
+        let mut m = Mappings::new(params, 1);
+        let server = Ipv4Addr::new(192, 168, 1, 20);
+        m.set_forwards(
+            vec![Forward {
+                proto: Proto::Udp,
+                first: 7100,
+                last: 7100,
+                inside: server,
+                inside_first: 9100,
+            }],
+            0,
+        );
+        let sent = udp(CLIENT, WAN.octets(), 50000, 7100);
+        let mut dgram = sent.clone();
+        assert_eq!(hairpin(&mut dgram, &mut m, 1), Ok(Action::Translated));
+        // Nothing listens on the server: its port unreachable quotes what it got and goes to
+        // the WAN address, the source it saw.
+        let mut err = icmp_error(server.octets(), WAN.octets(), 3, 3, &dgram);
+        assert_eq!(
+            run(&mut err, Direction::HairpinIn, &mut m, 2),
+            Ok(Action::Translated)
+        );
+        let p = view(&err);
+        assert_eq!(p.dst(), Ipv4Addr::from(CLIENT));
+        assert_eq!(p.src(), server, "the source waits for postrouting");
+        assert_eq!(
+            run(&mut err, Direction::HairpinOut, &mut m, 2),
+            Ok(Action::Translated)
+        );
+        let p = view(&err);
+        assert_eq!((p.src(), p.dst()), (WAN, Ipv4Addr::from(CLIENT)));
+        assert!(p.ip_checksum_ok() && p.l4_checksum_ok());
+        // The client gets its own datagram back in the quote, byte for byte, so its socket
+        // can match the error to its connection.
+        assert_eq!(&err[28..], &sent[..]);
+        // Errors about anything no mapping knows are the router's own, untouched.
+        let other = udp(WAN.octets(), server.octets(), 40000, 9100);
+        let mut stray = icmp_error(server.octets(), WAN.octets(), 3, 3, &other);
+        let before = stray.clone();
+        assert_eq!(
+            run(&mut stray, Direction::HairpinIn, &mut m, 3),
+            Ok(Action::Local)
+        );
+        assert_eq!(stray, before);
+        let mut lost = icmp_error(
+            server.octets(),
+            CLIENT,
+            3,
+            3,
+            &udp(CLIENT, [192, 168, 1, 99], 1, 2),
+        );
+        assert_eq!(
+            run(&mut lost, Direction::HairpinOut, &mut m, 3),
+            Err(Drop::NoMapping)
+        );
     }
 
     #[test]
