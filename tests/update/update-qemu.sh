@@ -361,62 +361,51 @@ test_schema() {
     stop_router
 }
 
-# --- 7. fatal error in B's PID 1: init reboots to A itself ---------------------------------
-test_init_panic() {
-    echo "=== 7. B's init hits a fatal error in its trial boot: it marks B bad and reboots to A"
-    local t0
+# init_fatal_on_trial KNOB REASON LABEL: a good bundle whose trial boot has a fatal error in
+# init (gatehouse.inject=KNOB in grubenv's extra_cmdline, set while the machine is off; the
+# knobs are inert except in a trial boot, so A boots normally afterwards with the same command
+# line). B's init marks B bad and reboots; A comes back and gives REASON for the rollback.
+init_fatal_on_trial() {
+    local knob=$1 reason=$2 label=$3 t0
     install_on_fresh_disk good "the bundle installs" || return
+    check "A is the confirmed slot" grubenv_has 'CONFIRMED=A'
     reboot_router || true
-    # Set while the machine is off: the knob panics init only in a trial boot,
-    # so A boots normally afterwards with the same command line.
-    grubenv_set extra_cmdline=gatehouse.inject=panic-on-trial
+    grubenv_set "extra_cmdline=gatehouse.inject=$knob"
     t0=$(now)
     boot_router 2
-    check "the trial boot is slot B" wait_serial 'rauc.slot=B' "$BOOT_TIMEOUT"
+    check "the trial boot is slot B, flagged by GRUB" \
+        wait_serial "rauc.slot=B gatehouse.trial gatehouse.inject=$knob" "$BOOT_TIMEOUT"
     check "B's PID 1 catches the fatal error" \
-        wait_serial 'init: fatal error: gatehouse.inject=panic-on-trial' "$BOOT_TIMEOUT"
+        wait_serial "init: fatal error: gatehouse.inject=$knob" "$BOOT_TIMEOUT"
+    if [ "$knob" = panic-before-data ]; then
+        check "it came before /data was mounted" bash -c "! grep -q 'data partition .* mounted on' '$SERIAL'"
+    fi
     check "init knows it is a trial boot and reboots" \
         wait_serial 'this is a trial boot; rebooting so the bootloader falls back' 30
     check "B reboots by itself (services stopped, no kernel panic)" wait_qemu_exit 90
     check "no kernel panic on the way" bash -c "! grep -q 'Kernel panic' '$SERIAL'"
-    check "grubenv: B marked bad by its own init (B_OK=0)" grubenv_has 'B_OK=0'
+    check "grubenv: B marked bad by its own init (B_OK=0), A still confirmed" grubenv_has 'B_OK=0' 'CONFIRMED=A'
     up 3 || { check "router comes back" false; return; }
-    FIGURES+=("roll back (init fatal error), reboot to A serving: $(since "$t0") s")
-    rolled_back_checks "init fatal error" "init hit a fatal error: gatehouse.inject=panic-on-trial"
-    check "A stays up with the knob on its command line (not a trial)" \
-        bash -c "grep -q 'gatehouse.inject=panic-on-trial' '$SERIAL' && ! grep -q 'init: fatal error' '$SERIAL'"
+    FIGURES+=("roll back ($label), reboot to A serving: $(since "$t0") s")
+    rolled_back_checks "$label" "$reason"
+    check "A boots unflagged with the knob on its command line and stays up" \
+        bash -c "grep -q 'rauc.slot=A gatehouse.inject=$knob' '$SERIAL' && ! grep -q 'init: fatal error' '$SERIAL'"
     stop_router
     grubenv_set extra_cmdline=
 }
 
-# --- 8. fatal error in B's PID 1 before /data (and its update record) is mounted -----------
+# --- 7. fatal error in B's PID 1: init reboots to A itself ---------------------------------
+test_init_panic() {
+    echo "=== 7. B's init hits a fatal error in its trial boot: it marks B bad and reboots to A"
+    init_fatal_on_trial panic-on-trial "init hit a fatal error: gatehouse.inject=panic-on-trial" \
+        "init fatal error"
+}
+
+# --- 8. the same before /data (and its update record) is mounted: GRUB's flag says "trial" --
 test_init_panic_early() {
     echo "=== 8. B's init fails before /data is mounted: GRUB's trial flag makes it fall back"
-    local t0
-    install_on_fresh_disk good "the bundle installs" || return
-    check "A is the confirmed slot" grubenv_has 'CONFIRMED=A'
-    reboot_router || true
-    # Inert unless GRUB flags the boot as a trial, so A boots normally afterwards.
-    grubenv_set extra_cmdline=gatehouse.inject=panic-before-data
-    t0=$(now)
-    boot_router 2
-    check "the trial boot is slot B, flagged by GRUB" \
-        wait_serial 'rauc.slot=B gatehouse.trial gatehouse.inject' "$BOOT_TIMEOUT"
-    check "B's PID 1 catches the fatal error before /data" \
-        wait_serial 'init: fatal error: gatehouse.inject=panic-before-data' "$BOOT_TIMEOUT"
-    check "it came before /data was mounted" bash -c "! grep -q 'data partition .* mounted on' '$SERIAL'"
-    check "init knows it is a trial boot and reboots" \
-        wait_serial 'this is a trial boot; rebooting so the bootloader falls back' 30
-    check "B reboots by itself (no kernel panic)" wait_qemu_exit 90
-    check "no kernel panic on the way" bash -c "! grep -q 'Kernel panic' '$SERIAL'"
-    check "grubenv: B marked bad by its own init (B_OK=0), A still confirmed" grubenv_has 'B_OK=0' 'CONFIRMED=A'
-    up 3 || { check "router comes back" false; return; }
-    FIGURES+=("roll back (init fatal error before /data), reboot to A serving: $(since "$t0") s")
-    rolled_back_checks "init fatal error before /data" "slot B never reported healthy"
-    check "A boots unflagged with the knob on its command line and stays up" \
-        bash -c "grep -q 'rauc.slot=A gatehouse.inject=panic-before-data' '$SERIAL' && ! grep -q 'init: fatal error' '$SERIAL'"
-    stop_router
-    grubenv_set extra_cmdline=
+    init_fatal_on_trial panic-before-data "slot B never reported healthy" \
+        "init fatal error before /data"
 }
 
 for t in "${TESTS[@]}"; do

@@ -275,11 +275,14 @@ pub fn verdict_header(
     }
 }
 
-/// Receive buffers for one batch.
+/// Receive buffers for one batch, with the `recvmmsg` headers that point into them (kept
+/// here so a receive allocates nothing; the pointers are set again on every call).
 pub struct RecvBatch {
     bufs: Vec<Box<[u8]>>,
     lens: Vec<usize>,
     n: usize,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
 }
 
 impl Default for RecvBatch {
@@ -290,6 +293,14 @@ impl Default for RecvBatch {
                 .collect(),
             lens: vec![0; BATCH],
             n: 0,
+            iovs: (0..BATCH)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            // SAFETY: mmsghdr is plain data; zeroed means no name and no control data.
+            hdrs: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
         }
     }
 }
@@ -530,20 +541,18 @@ impl QueueSocket {
     /// queued; with it, blocks for the first (up to the receive timeout, if one is set) and
     /// takes whatever else is already there.
     pub fn recv(&self, b: &mut RecvBatch, wait: bool) -> io::Result<usize> {
-        let mut iov: Vec<libc::iovec> = b
-            .bufs
-            .iter_mut()
-            .map(|buf| libc::iovec {
+        let RecvBatch {
+            bufs, iovs, hdrs, ..
+        } = b;
+        for ((buf, v), h) in bufs.iter_mut().zip(iovs.iter_mut()).zip(hdrs.iter_mut()) {
+            *v = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain data; zeroed means no name and no control data.
-        let mut hdrs: Vec<libc::mmsghdr> =
-            (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
-        for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()) {
+            };
             h.msg_hdr.msg_iov = v;
             h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
         }
         let flags = if wait {
             libc::MSG_WAITFORONE

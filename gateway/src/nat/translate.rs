@@ -785,8 +785,8 @@ mod tests {
         Ok(a)
     }
 
-    #[test]
-    fn hairpin_through_a_forward_both_ways() {
+    /// The strictest filtering, and one forward of `external` to `server`:`inside_port`.
+    fn forwarding(proto: Proto, external: u16, inside_port: u16) -> (Mappings, Ipv4Addr) {
         use crate::nat::mapping::{Filtering, Forward};
         let params = Params {
             filtering: Filtering::AddressAndPortDependent,
@@ -796,14 +796,20 @@ mod tests {
         let server = Ipv4Addr::new(192, 168, 1, 20);
         m.set_forwards(
             vec![Forward {
-                proto: Proto::Tcp,
-                first: 8080,
-                last: 8080,
+                proto,
+                first: external,
+                last: external,
                 inside: server,
-                inside_first: 80,
+                inside_first: inside_port,
             }],
             0,
         );
+        (m, server)
+    }
+
+    #[test]
+    fn hairpin_through_a_forward_both_ways() {
+        let (mut m, server) = forwarding(Proto::Tcp, 8080, 80);
         let wan = |p| SocketAddrV4::new(WAN, p);
         // The client reaches the server at the WAN address; the server sees the client's
         // outside endpoint (its port is preserved).
@@ -820,23 +826,7 @@ mod tests {
 
     #[test]
     fn hairpinned_errors_go_back_to_the_sender() {
-        use crate::nat::mapping::{Filtering, Forward};
-        let params = Params {
-            filtering: Filtering::AddressAndPortDependent,
-            ..Params::default()
-        };
-        let mut m = Mappings::new(params, 1);
-        let server = Ipv4Addr::new(192, 168, 1, 20);
-        m.set_forwards(
-            vec![Forward {
-                proto: Proto::Udp,
-                first: 7100,
-                last: 7100,
-                inside: server,
-                inside_first: 9100,
-            }],
-            0,
-        );
+        let (mut m, server) = forwarding(Proto::Udp, 7100, 9100);
         let sent = udp(CLIENT, WAN.octets(), 50000, 7100);
         let mut dgram = sent.clone();
         assert_eq!(hairpin(&mut dgram, &mut m, 1), Ok(Action::Translated));
