@@ -78,6 +78,13 @@ pub fn trial_from_cmdline(cmdline: &str) -> bool {
     cmdline.split_whitespace().any(|w| w == TRIAL_FLAG)
 }
 
+/// Whether a boot GRUB flagged is still on trial: the flag stays on the command line after
+/// init confirmed the slot, so it counts only while another slot (or none that could be
+/// read) is the confirmed one.
+pub fn still_on_trial(cmdline: &str, booted: Option<&str>, confirmed: Option<&str>) -> bool {
+    trial_from_cmdline(cmdline) && booted.is_some() && confirmed != booted
+}
+
 /// Makes `slot` the first choice of the next boots. Only a slot marked good
 /// may be chosen; its trial flag is cleared so GRUB will take it.
 pub fn prefer(vars: &mut Vec<(String, String)>, slot: &str) -> Result<(), String> {
@@ -174,6 +181,13 @@ pub fn confirm_boot() {
     }
 }
 
+/// The slot last confirmed healthy, if the grubenv can be read and names one.
+pub fn confirmed() -> Option<String> {
+    read_env()
+        .ok()
+        .and_then(|vars| get(&vars, CONFIRMED).map(str::to_string))
+}
+
 /// Records `slot` as the confirmed one, after RAUC marked it good (RAUC's GRUB
 /// backend knows only OK and TRY). Writes only on a change: the ESP is flash.
 pub fn note_confirmed(slot: &str) {
@@ -232,6 +246,28 @@ mod tests {
         assert_eq!(get(&v, "B_TRY"), Some("1"));
         assert_eq!(get(&v, "ORDER"), Some("A B"));
         assert_eq!(get(&v, CONFIRMED), Some("A"));
+    }
+
+    #[test]
+    fn a_flagged_boot_is_on_trial_until_confirmed() {
+        let flagged = "rauc.slot=B gatehouse.trial";
+        assert!(still_on_trial(flagged, Some("B"), Some("A")));
+        assert!(
+            still_on_trial(flagged, Some("B"), None),
+            "unreadable: trust GRUB"
+        );
+        assert!(
+            !still_on_trial(flagged, Some("B"), Some("B")),
+            "confirmed since"
+        );
+        assert!(
+            !still_on_trial("rauc.slot=A", Some("A"), Some("B")),
+            "not flagged"
+        );
+        assert!(
+            !still_on_trial("gatehouse.trial", None, Some("A")),
+            "no slot"
+        );
     }
 
     #[test]

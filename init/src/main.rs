@@ -153,14 +153,18 @@ fn rescue(
     let mut wd = watchdog::timeout_from_cmdline(cmdline).and_then(Watchdog::open);
     // A trial is known from /data's update record or, when the error came
     // before /data was mounted (or with no record: a slot switch), from GRUB's
-    // flag for a slot other than the confirmed one.
+    // flag for a slot other than the confirmed one, unless this boot has been
+    // confirmed since (the flag stays on the command line).
     let pending = slot.as_ref().and_then(|b| {
         match update_record::classify(store.pending(), store.last().as_ref(), b) {
             BootKind::Trial(p) => Some(p),
             _ => None,
         }
     });
-    let trial = pending.is_some() || bootslot::trial_from_cmdline(cmdline);
+    // (The grubenv is read only for a flagged boot.)
+    let flagged = bootslot::trial_from_cmdline(cmdline)
+        && bootslot::still_on_trial(cmdline, slot.as_deref(), bootslot::confirmed().as_deref());
+    let trial = pending.is_some() || flagged;
     let console: Vec<_> = services::parse(FALLBACK_SERVICES, "built-in services")
         .unwrap_or_default()
         .into_iter()
