@@ -161,9 +161,7 @@ fn rescue(
             _ => None,
         }
     });
-    // (The grubenv is read only for a flagged boot.)
-    let flagged = bootslot::trial_from_cmdline(cmdline)
-        && bootslot::still_on_trial(cmdline, slot.as_deref(), bootslot::confirmed().as_deref());
+    let flagged = bootslot::still_on_trial(cmdline, slot.as_deref(), bootslot::confirmed);
     let trial = pending.is_some() || flagged;
     let console: Vec<_> = services::parse(FALLBACK_SERVICES, "built-in services")
         .unwrap_or_default()
