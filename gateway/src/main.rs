@@ -13,6 +13,8 @@ struct Args {
     no_wan_client: bool,
     /// Failsafe boot: run on built-in defaults, leave the config file alone.
     no_config: bool,
+    /// The file init creates once the kernel modules are loaded (from the environment).
+    modules_ready: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -22,6 +24,7 @@ fn parse_args() -> anyhow::Result<Args> {
         run_dir: PathBuf::from("/run/gatehouse"),
         no_wan_client: false,
         no_config: false,
+        modules_ready: std::env::var_os(nat::kernel_ready::ENV).map(PathBuf::from),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -219,10 +222,13 @@ async fn serve(args: Args, loaded: config::Loaded) {
                 }
             };
         let tap = traffic::tap::Tap::new(tx, shared.traffic.tap.clone());
+        let modules_ready = args.modules_ready.clone();
         tasks.spawn(async move {
-            tokio::task::spawn_blocking(move || nat::run(nat_ctx, table, tap))
-                .await
-                .map_err(|e| anyhow::anyhow!("nat thread: {e}"))?
+            tokio::task::spawn_blocking(move || {
+                nat::run(nat_ctx, table, tap, modules_ready.as_deref())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("nat thread: {e}"))?
         });
     }
     eprintln!("gatewayd: started");

@@ -87,7 +87,14 @@ fn main() {
     }
     let steps = vec![Step("kernel".into(), log::since_boot())];
     // The kernel starts init with an almost empty environment; services inherit this.
+    // (Set here, before any thread: the environment is not for changing under threads.)
     std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    // Big temporary files (RAUC's downloads of bundles given as a URL) go to the data
+    // partition, not RAM; the directory is made once /data is mounted.
+    std::env::set_var("TMPDIR", tmp_dir());
+    // Services start while the image's modules still load; this names the file that
+    // says they are in (gatewayd's NAT waits for it).
+    std::env::set_var(modules::READY_ENV, modules::READY_FILE);
     let mut sigs = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -251,16 +258,12 @@ fn boot_and_run(
     }
     net::bring_up(&settings);
     step(&mut steps, "network");
-    let t = loading.join().unwrap_or_else(|_| log::since_boot());
-    steps.push(Step("modules".into(), t));
-    sysctl::apply(sysctl::CONNTRACK);
-    // Big temporary files (RAUC's downloads of bundles given as a URL) go to the
-    // data partition, not RAM. Every service inherits this. (Set once the
-    // module thread is done: the environment is not for changing under threads.)
-    let tmp = format!("{}/tmp", update_record::DIR);
+    // The services start without waiting for the rest of the module list (see `Loading`).
+    let mut loading = Loading(Some(loading));
+    let tmp = tmp_dir();
     let _ = std::fs::remove_dir_all(&tmp);
-    if std::fs::create_dir_all(&tmp).is_ok() {
-        std::env::set_var("TMPDIR", &tmp);
+    if let Err(e) = std::fs::create_dir_all(&tmp) {
+        log!("{tmp}: {e}");
     }
 
     let booted = bootslot::booted_slot(cmdline);
@@ -275,6 +278,7 @@ fn boot_and_run(
         store,
         limit: health::limit_from_cmdline(cmdline),
         lan: settings.lan_address,
+        modules_loaded: false,
         observed: Observed::default(),
         probe: None,
         last_probe: None,
@@ -310,6 +314,11 @@ fn boot_and_run(
         }
         if let Some(w) = wd.as_mut() {
             w.pet();
+        }
+        if let Some(t) = loading.finished() {
+            steps.push(Step("modules".into(), t));
+            write_timeline(&steps);
+            gate.modules_loaded = true;
         }
         if let Some(mode) = gate.step(&sup.services) {
             step(&mut steps, "health-failed");
@@ -384,6 +393,27 @@ fn boot_and_run(
     }
 }
 
+/// Where services keep big temporary files.
+fn tmp_dir() -> String {
+    format!("{}/tmp", update_record::DIR)
+}
+
+/// The image's module list, loading on its own thread while the services start: DHCP,
+/// DNS and the UI need none of it, and it is the longest step of a boot.
+struct Loading(Option<std::thread::JoinHandle<f64>>);
+
+impl Loading {
+    /// Once, when the list is in: the time it was done. Applies the settings that exist
+    /// only then and tells the services (the file in `modules::READY_ENV`).
+    fn finished(&mut self) -> Option<f64> {
+        let handle = self.0.take_if(|h| h.is_finished())?;
+        let t = handle.join().unwrap_or_else(|_| log::since_boot());
+        sysctl::apply(sysctl::CONNTRACK);
+        modules::announce_ready();
+        Some(t)
+    }
+}
+
 /// A stable machine id on the data partition (/etc/machine-id links to it),
 /// which D-Bus wants.
 fn machine_id() {
@@ -420,6 +450,8 @@ struct Gate {
     store: Store,
     limit: Duration,
     lan: std::net::Ipv4Addr,
+    /// The health probe's veth pair is made only once the module list is in (veth is on it).
+    modules_loaded: bool,
     observed: Observed,
     probe: Option<std::sync::mpsc::Receiver<Observed>>,
     last_probe: Option<Instant>,
@@ -552,6 +584,7 @@ impl Gate {
             }
         }
         let probe_due = self.probe.is_none()
+            && self.modules_loaded
             && running_for(services, MAIN_SERVICE).is_some_and(|d| d >= Duration::from_secs(2))
             && self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY);
         if probe_due {

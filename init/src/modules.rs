@@ -5,6 +5,22 @@ use std::process::Command;
 
 pub const LIST: &str = "/etc/gatehouse/modules";
 
+/// The environment variable that names `READY_FILE` to the services.
+pub const READY_ENV: &str = "GATEHOUSE_MODULES_READY";
+/// Created once the image's list is loaded: services start before that, and those that
+/// need the list (gatewayd's NAT) wait for this file.
+pub const READY_FILE: &str = "/run/gatehouse/modules-loaded";
+
+/// Creates `READY_FILE` (after the list was loaded, whatever failed: a missing module
+/// is reported by the list's log line, and waiting longer would not bring it).
+pub fn announce_ready() {
+    let made = std::fs::create_dir_all("/run/gatehouse")
+        .and_then(|()| std::fs::write(READY_FILE, format!("{:.3}\n", log::since_boot())));
+    if let Err(e) = made {
+        log!("modules: cannot create {READY_FILE}: {e}");
+    }
+}
+
 pub fn parse_list(text: &str) -> Vec<&str> {
     text.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())

@@ -3,7 +3,9 @@
 use crate::log;
 
 pub const ROUTER: &[(&str, &str)] = &[
-    ("net/ipv4/ip_forward", "1"),
+    // Off until gatewayd's firewall is in: gatewayd turns forwarding on itself once its
+    // ruleset is installed, so no packet is ever routed between WAN and LAN unfiltered.
+    ("net/ipv4/ip_forward", "0"),
     ("net/ipv4/conf/all/rp_filter", "1"),
     ("net/ipv4/conf/default/rp_filter", "1"),
     // The router's own sockets use 61000-65535; gatewayd's NAT never maps into

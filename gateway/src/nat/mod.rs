@@ -5,11 +5,13 @@
 //! - `mapping`: the mapping table, port allocation and timers
 //! - `translate`: the per-packet decision
 //! - `firewall`: ruleset text and its atomic installation
+//! - `kernel_ready`: the wait at boot for init to load netfilter's modules
 //! - `persist`: the mapping table kept in the run dir, so a restart loses no flow
 //! - `nfqueue`: the nfnetlink_queue socket, batched receive and verdicts
 //! - `queue`: the loop that feeds queued packets through `translate`
 
 pub mod firewall;
+pub mod kernel_ready;
 pub mod mapping;
 pub mod nfqueue;
 pub mod packet;
@@ -650,10 +652,13 @@ fn refresh_wan(ctx: &Context, wan: &WanAddr, table: &Table) {
 
 /// Installs the firewall and runs the queue loop on `table`, noting traffic on `tap`.
 /// Blocking: run it on its own thread.
+/// `modules_ready`: the file init creates once the kernel modules are loaded (see
+/// `kernel_ready`).
 pub fn run(
     ctx: Context,
     table: Arc<Table>,
     mut tap: crate::traffic::tap::Tap,
+    modules_ready: Option<&Path>,
 ) -> anyhow::Result<()> {
     let cfg = &ctx.config;
     let spec = firewall::Spec {
@@ -666,6 +671,7 @@ pub fn run(
     };
     // Before the queue is bound: the first packets after a restart must find their mappings.
     table.keep_in(&ctx.run_dir.join(persist::FILE_NAME));
+    kernel_ready::wait_for_modules(modules_ready);
     let mut queue = queue::open(spec.queue_num)?;
     let wan = Arc::new(WanAddr::default());
     refresh_wan(&ctx, &wan, &table);
