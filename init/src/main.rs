@@ -234,6 +234,8 @@ fn boot_and_run(
         modules::load(modules::NETWORK);
         modules::coldplug();
         let _ = coldplugged.send(log::since_boot());
+        // From here on nothing waits for this thread, while gatewayd starts beside it.
+        modules::yield_cpu();
         modules::load_fixed_list();
         log::since_boot()
     });
