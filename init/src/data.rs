@@ -1,6 +1,7 @@
 //! The data partition: found by GPT partition name, checked, created on first
-//! boot, mounted at /data. If it cannot be had, /data is a tmpfs so the router
-//! still routes; the console says that nothing will persist.
+//! boot, mounted at /data, and grown to the end of the medium once the LAN is
+//! served (`grow`). If it cannot be had, /data is a tmpfs so the router still
+//! routes; the console says that nothing will persist.
 
 use crate::ext4_super;
 use crate::log;
@@ -128,9 +129,23 @@ fn volatile_data() {
 pub const RESET_MARKER: &str = "/data/.factory-reset";
 
 fn format(dev: &str) -> bool {
+    // 4 KiB blocks and one inode per 16 KiB, as for a large filesystem: a first boot
+    // formats the image's small partition, which `grow` then stretches over the card.
     run(
         "/sbin/mke2fs",
-        &["-q", "-F", "-t", "ext4", "-L", "gatehouse-data", dev],
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-b",
+            "4096",
+            "-i",
+            "16384",
+            "-L",
+            "gatehouse-data",
+            dev,
+        ],
     )
 }
 
@@ -140,35 +155,26 @@ fn mount_ext4(dev: &str) -> nix::Result<()> {
     nix::mount::mount(Some(dev), MOUNTPOINT, Some("ext4"), flags, None::<&str>)
 }
 
-pub fn mount_data() -> bool {
+/// Mounts the data partition on /data: the device, or None when /data is volatile.
+pub fn mount_data() -> Option<String> {
     let Some(dev) = find_partition(PARTNAME) else {
         log!("no partition named {PARTNAME:?}: /data is volatile");
         volatile_data();
-        return false;
+        return None;
     };
-    let name = dev.trim_start_matches("/dev/");
-    let grown = crate::grow::grow_partition(name);
-    if let Some(mib) = grown {
-        log!("data: partition {dev} grown to {mib} MiB (end of the medium)");
-    }
     let bytes = read_superblock(&dev);
-    let superblock = bytes
+    match bytes
         .as_deref()
-        .and_then(ext4_super::Superblock::new_checked);
-    if superblock.is_none() {
-        log!("{dev} has no filesystem: creating ext4 (first boot)");
-        if !format(&dev) {
-            volatile_data();
-            return false;
+        .and_then(ext4_super::Superblock::new_checked)
+    {
+        Some(sb) => check(&dev, &sb),
+        None => {
+            log!("{dev} has no filesystem: creating ext4 (first boot)");
+            if !format(&dev) {
+                volatile_data();
+                return None;
+            }
         }
-    } else if grown.is_some() {
-        // resize2fs wants a freshly checked filesystem.
-        run("/sbin/e2fsck", &["-f", "-p", &dev]);
-        if run("/sbin/resize2fs", &[&dev]) {
-            log!("data: filesystem on {dev} resized");
-        }
-    } else if let Some(sb) = &superblock {
-        check(&dev, sb);
     }
     let mut mounted = mount_ext4(&dev);
     if mounted.is_ok() && std::path::Path::new(RESET_MARKER).exists() {
@@ -176,22 +182,65 @@ pub fn mount_data() -> bool {
         let _ = nix::mount::umount(MOUNTPOINT);
         if !format(&dev) {
             volatile_data();
-            return false;
+            return None;
         }
         mounted = mount_ext4(&dev);
     }
     match mounted {
         Ok(()) => {
-            let mib = nix::sys::statvfs::statvfs(MOUNTPOINT)
-                .map(|v| (v.blocks() * v.fragment_size()) >> 20)
-                .unwrap_or(0);
-            log!("data partition {dev} mounted on {MOUNTPOINT} ({mib} MiB)");
-            true
+            log!(
+                "data partition {dev} mounted on {MOUNTPOINT} ({} MiB)",
+                mounted_mib()
+            );
+            Some(dev)
         }
         Err(e) => {
             log!("mount {dev} on {MOUNTPOINT}: {e}; /data is volatile");
             volatile_data();
-            false
+            None
+        }
+    }
+}
+
+fn mounted_mib() -> u64 {
+    nix::sys::statvfs::statvfs(MOUNTPOINT)
+        .map(|v| (v.blocks() * v.fragment_size()) >> 20)
+        .unwrap_or(0)
+}
+
+/// How far the filesystem may fall short of its partition and be left so: resize2fs
+/// leaves out a last block group too small to hold its own metadata (a few MiB).
+const GROW_SLACK: u64 = 16 << 20;
+
+/// Grows the partition of the mounted `/data` (`dev`) to the end of its medium, and the
+/// filesystem online to fill it, so a large card gets used. Does nothing once done; a
+/// growth cut short (a power cut) is finished on a later boot. It runs once the LAN is
+/// served: sfdisk and resize2fs, paged in cold, took a second of an emulated first boot
+/// before DHCP could answer, and ext4 grows while mounted.
+pub fn grow(dev: &str) {
+    let name = dev.trim_start_matches("/dev/");
+    if let Some(mib) = crate::grow::grow_partition(name) {
+        log!("data: partition {dev} grown to {mib} MiB (end of the medium)");
+    }
+    let partition = std::fs::read_to_string(format!("/sys/class/block/{name}/size"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|sectors| sectors * 512);
+    let filesystem = read_superblock(dev)
+        .as_deref()
+        .and_then(ext4_super::Superblock::new_checked)
+        .map(|sb| sb.size_bytes());
+    let (Some(partition), Some(filesystem)) = (partition, filesystem) else {
+        return;
+    };
+    if partition > filesystem + GROW_SLACK {
+        if run("/sbin/resize2fs", &[dev]) {
+            log!(
+                "data: filesystem on {dev} grown online to {} MiB",
+                mounted_mib()
+            );
+        } else {
+            log!("data: growing the filesystem on {dev} failed; it stays at its size");
         }
     }
 }

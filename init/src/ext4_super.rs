@@ -17,6 +17,7 @@ const STATE_ERROR: u16 = 0x2;
 const STATE_ORPHANS: u16 = 0x4;
 const COMPAT_HAS_JOURNAL: u32 = 0x4;
 const INCOMPAT_RECOVER: u32 = 0x4;
+const INCOMPAT_64BIT: u32 = 0x80;
 
 pub struct Superblock<'a> {
     buf: &'a [u8],
@@ -65,6 +66,19 @@ impl<'a> Superblock<'a> {
     /// The journal holds transactions not yet written home (an unclean stop).
     pub fn needs_recovery(&self) -> bool {
         self.u32_at(0x60) & INCOMPAT_RECOVER != 0
+    }
+
+    /// The filesystem's size in bytes: its block count times its block size.
+    pub fn size_bytes(&self) -> u64 {
+        let lo = u64::from(self.u32_at(0x4));
+        let hi = if self.u32_at(0x60) & INCOMPAT_64BIT != 0 {
+            u64::from(self.u32_at(0x150))
+        } else {
+            0
+        };
+        // Blocks are 1 KiB << s_log_block_size, 64 KiB at most.
+        let shift = 10 + self.u32_at(0x18).min(6);
+        ((hi << 32) | lo) << shift
     }
 
     /// Why `e2fsck -p` must run before mounting, or None when the filesystem
@@ -142,6 +156,22 @@ mod tests {
         b[0x60..0x64].copy_from_slice(&INCOMPAT_RECOVER.to_le_bytes());
         let r = Superblock::new_checked(&b).unwrap().fsck_reason(0);
         assert_eq!(r, Some("the journal needs recovery (unclean stop)"));
+    }
+
+    #[test]
+    fn size_is_blocks_times_block_size() {
+        let mut b = clean();
+        b[0x4..0x8].copy_from_slice(&32768u32.to_le_bytes());
+        b[0x18..0x1C].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(Superblock::new_checked(&b).unwrap().size_bytes(), 128 << 20);
+        // The high half counts only on a 64-bit filesystem.
+        b[0x150..0x154].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(Superblock::new_checked(&b).unwrap().size_bytes(), 128 << 20);
+        b[0x60..0x64].copy_from_slice(&INCOMPAT_64BIT.to_le_bytes());
+        assert_eq!(
+            Superblock::new_checked(&b).unwrap().size_bytes(),
+            ((1u64 << 32) + 32768) * 4096
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod modules;
 pub mod mounts;
 pub mod net;
 pub mod prefetch;
+pub mod priority;
 pub mod process;
 pub mod rauc;
 pub mod services;

@@ -14,8 +14,8 @@ use init::supervise::{self, Service, Supervisor};
 use init::update_record::{self, BootKind, Last, Store};
 use init::watchdog::{self, Watchdog};
 use init::{
-    bootslot, clock, data, hotplug, lan_probe, log, modules, mounts, net, prefetch, rauc, settings,
-    shutdown, sysctl, wlan,
+    bootslot, clock, data, hotplug, lan_probe, log, modules, mounts, net, prefetch, priority, rauc,
+    settings, shutdown, sysctl, wlan,
 };
 
 use nix::sys::reboot::RebootMode;
@@ -235,12 +235,14 @@ fn boot_and_run(
         modules::coldplug();
         let _ = coldplugged.send(log::since_boot());
         // From here on nothing waits for this thread, while gatewayd starts beside it.
-        modules::yield_cpu();
+        if let Err(e) = priority::nice_this_thread(10) {
+            log!("modules: cannot lower the loader's priority: {e}");
+        }
         modules::load_fixed_list();
         log::since_boot()
     });
     prefetch::start(services::IMAGE_FILE);
-    data::mount_data();
+    let mut to_grow = data::mount_data();
     data::link_partlabels();
     if let Err(e) = bootslot::mount_esp() {
         log!("bootslot: {e}");
@@ -317,6 +319,11 @@ fn boot_and_run(
         if let Some(w) = wd.as_mut() {
             w.pet();
         }
+        // The data partition grows once the LAN is served (or half a minute on, if
+        // gatewayd never gets ready), beside the services at the lowest priority.
+        if to_grow.is_some() && (gatewayd_ready(&sup.services) || log::since_boot() > 30.0) {
+            grow_data(to_grow.take());
+        }
         if let Some(t) = loading.finished() {
             steps.push(Step("modules".into(), t));
             write_timeline(&steps);
@@ -392,6 +399,26 @@ fn boot_and_run(
         }
         sup.tick(now, &mut host);
         write_services(&sup.services, now, &mut services_text);
+    }
+}
+
+fn gatewayd_ready(services: &[Service]) -> bool {
+    services
+        .iter()
+        .any(|s| s.spec.name == MAIN_SERVICE && s.first_ready.is_some())
+}
+
+/// `data::grow` on a thread of its own at the lowest CPU priority.
+fn grow_data(dev: Option<String>) {
+    let Some(dev) = dev else { return };
+    let spawned = std::thread::Builder::new()
+        .name("grow-data".into())
+        .spawn(move || {
+            let _ = priority::nice_this_thread(19);
+            data::grow(&dev);
+        });
+    if let Err(e) = spawned {
+        log!("data: cannot start growing {e}");
     }
 }
 

@@ -53,19 +53,6 @@ pub const FILESYSTEMS: &[&str] = &[
 /// another modprobe is still loading.
 pub const NETWORK: &[&str] = &["bridge"];
 
-/// Lowers the calling thread's CPU priority (nice 10; the modprobe it runs inherits it):
-/// for work that nothing on the way to a served LAN waits for.
-pub fn yield_cpu() {
-    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
-    // SAFETY: setpriority takes plain integers and touches no memory of ours.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) } != 0 {
-        log!(
-            "modules: cannot lower the loader's priority: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// Loads `names` in one modprobe call; false if any failed.
 pub fn load(names: &[&str]) -> bool {
     // The initramfs usually loaded them already: skip the exec then.

@@ -36,9 +36,7 @@ pub fn start(path: &'static str) {
         .name("prefetch".into())
         .spawn(move || {
             // Lowest priority: the mounts and module loads beside it come first.
-            let tid = nix::unistd::gettid().as_raw() as libc::id_t;
-            // SAFETY: setpriority takes plain integers; it changes only this thread.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) };
+            let _ = crate::priority::nice_this_thread(19);
             let Ok(text) = std::fs::read_to_string(path) else {
                 return;
             };
