@@ -190,18 +190,29 @@ impl Host for Procs {
     }
 }
 
-/// Reaps every exited child, orphans included (PID 1 inherits them), and
-/// tells the supervisor about its services' exits.
+/// Reaps every exited child of the main thread, orphans included (PID 1's main
+/// thread inherits them), and tells the supervisor about its services' exits.
+/// Children that helper threads started (modprobe, sfdisk, resize2fs, the health
+/// probe) are left to those threads, which wait for them: `__WNOTHREAD` keeps
+/// them out of this wait, which would otherwise take their exit status away.
+/// Must be called on the main thread, which starts the services.
 pub fn reap(sup: &mut crate::supervise::Supervisor, host: &mut dyn Host) {
+    while let Some((pid, how)) = reap_one() {
+        if let Some(how) = how {
+            sup.exited(pid, &how, std::time::Instant::now(), host);
+        }
+    }
+}
+
+/// One exited child of the calling thread and how it ended (None for a stop or a
+/// continue); None when there is none.
+fn reap_one() -> Option<(nix::unistd::Pid, Option<String>)> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    loop {
-        let (pid, how) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, format!("exit {code}")),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, format!("signal {sig}")),
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(_) => continue,
-        };
-        sup.exited(pid, &how, std::time::Instant::now(), host);
+    match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WNOTHREAD)) {
+        Ok(WaitStatus::Exited(pid, code)) => Some((pid, Some(format!("exit {code}")))),
+        Ok(WaitStatus::Signaled(pid, sig, _)) => Some((pid, Some(format!("signal {sig}")))),
+        Ok(WaitStatus::StillAlive) | Err(_) => None,
+        Ok(other) => other.pid().map(|pid| (pid, None)),
     }
 }
 
@@ -227,6 +238,30 @@ pub fn udp_table_has(table: &str, port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reaper_leaves_other_threads_children_alone() {
+        // A helper thread runs commands and waits for each, as the module loader does
+        // while the main loop reaps: every wait must get its own child's status.
+        let helper = std::thread::spawn(|| {
+            (0..20)
+                .map(|_| std::process::Command::new("true").status())
+                .filter(|r| r.as_ref().map_or(true, |s| !s.success()))
+                .count()
+        });
+        let mut reaped = 0;
+        while !helper.is_finished() {
+            while reap_one().is_some() {
+                reaped += 1;
+            }
+        }
+        assert_eq!(
+            helper.join().unwrap(),
+            0,
+            "a wait lost its child to the reaper"
+        );
+        assert_eq!(reaped, 0);
+    }
 
     #[test]
     fn finds_a_bound_udp_port() {
