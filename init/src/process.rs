@@ -94,6 +94,7 @@ impl Host for Procs {
         };
         let wfd = notify_w.as_ref().map(|w| w.as_raw_fd());
         let tty = spec.tty.is_some();
+        let nice = spec.nice;
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -102,6 +103,9 @@ impl Host for Procs {
                     .thread_set_mask()
                     .map_err(std::io::Error::from)?;
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if nice != 0 && libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if tty && libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

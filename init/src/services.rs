@@ -63,6 +63,9 @@ pub struct Spec {
     /// Counts for the health of a trial boot (false: optional, e.g. the WLAN
     /// access point, whose trouble must never roll an update back).
     pub essential: bool,
+    /// CPU priority, -20..19 (0 by default): services that may come up slower than the
+    /// LAN's (the update service) yield to it while a boot's services start together.
+    pub nice: i32,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +98,7 @@ struct Entry {
     crash_hold: Option<f64>,
     console_log: Option<bool>,
     essential: Option<bool>,
+    nice: Option<i32>,
 }
 
 fn secs(v: Option<f64>, default: f64, what: &str, name: &str) -> Result<Duration, String> {
@@ -162,7 +166,14 @@ fn to_spec(e: Entry) -> Result<Spec, String> {
             "service {name}: need 0 < backoff_min <= backoff_max"
         ));
     }
+    let nice = e.nice.unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        return Err(format!(
+            "service {name}: nice = {nice} is out of range -20..19"
+        ));
+    }
     Ok(Spec {
+        nice,
         program,
         args,
         failsafe_args,
@@ -343,6 +354,10 @@ mod tests {
                 "[[service]]\nname = \"a\"\ncommand = [\"/x\"]\nbackoff_min = 5.0\nbackoff_max = 1.0",
                 "backoff_min",
             ),
+            (
+                "[[service]]\nname = \"a\"\ncommand = [\"/x\"]\nnice = 20",
+                "nice = 20 is out of range",
+            ),
         ];
         for (text, want) in bad {
             let e = parse(text, "f.toml").unwrap_err();
@@ -369,6 +384,13 @@ mod tests {
             (0, Some("console"))
         );
         assert!(!specs[pos("hostapd")].essential && specs[pos("gatewayd")].essential);
+        // The update service yields to the LAN's at boot, but never waits for it: a broken
+        // gatewayd must not keep the console from installing a fixed bundle.
+        assert_eq!(
+            (specs[pos("rauc")].nice, specs[pos("gatewayd")].nice),
+            (10, 0)
+        );
+        assert!(specs[pos("dbus")].after.is_empty() && specs[pos("rauc")].after == ["dbus"]);
     }
 
     #[test]

@@ -37,6 +37,9 @@ wait_serial 'Choice' 60 || true
 
 # logs (logread-like): init's own ring and a service's, through init's socket.
 check "logs shows init's ring" shell 'logs -n 3 init | grep -c "init:" | sed "s/^/INITLINES=/"' 'INITLINES=3'
+# services.toml's nice: RAUC yields the CPU to gatewayd (field 19 of /proc/PID/stat).
+check "the service table's nice applies: rauc at 10, gatewayd at 0" \
+    shell 'echo NICE=$(cut -d" " -f19 /proc/$(pidof rauc)/stat),$(cut -d" " -f19 /proc/$(pidof gatewayd)/stat)' 'NICE=10,0'
 check "logs shows gatewayd's output" shell 'logs gatewayd | grep -q "gatewayd: started" && echo GW-LOG-$((1+1))' 'GW-LOG-2'
 
 # Entropy: a fresh 512-byte seed on /data at every boot.
