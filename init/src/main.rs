@@ -231,8 +231,11 @@ fn boot_and_run(
     }
     let (coldplugged, coldplug_done) = std::sync::mpsc::channel();
     let loading = std::thread::spawn(move || {
-        modules::load(modules::NETWORK);
+        // The bridge beside the hardware drivers: the kernel loads modules in parallel,
+        // and the network needs both.
+        let bridge = std::thread::spawn(|| modules::load(modules::NETWORK));
         modules::coldplug();
+        let _ = bridge.join();
         let _ = coldplugged.send(log::since_boot());
         // From here on nothing waits for this thread, while gatewayd starts beside it.
         if let Err(e) = priority::nice_this_thread(10) {
