@@ -43,6 +43,10 @@ crash_limit = 0
 struct Step(String, f64);
 
 fn write_timeline(steps: &[Step]) {
+    // In the order they happened: steps on threads (coldplug, the module list) end out of
+    // the order they are recorded in.
+    let mut steps: Vec<&Step> = steps.iter().collect();
+    steps.sort_by(|a, b| a.1.total_cmp(&b.1));
     let body: Vec<String> = steps
         .iter()
         .map(|Step(name, t)| format!("{{\"step\":\"{name}\",\"t\":{t:.3}}}"))
@@ -421,7 +425,7 @@ fn grow_data(dev: Option<String>) {
             data::grow(&dev);
         });
     if let Err(e) = spawned {
-        log!("data: cannot start growing {e}");
+        log!("data: cannot start growing: {e}");
     }
 }
 
