@@ -136,14 +136,12 @@ async fn serve(args: Args, loaded: config::Loaded) {
     // traffic history below takes a while on a slow machine.
     let dhcp_counters = Arc::new(dhcp::Counters::default());
     let dns_counters = Arc::new(dns::Counters::default());
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     if config.dhcp.enabled {
         tasks.spawn(dhcp::run(
             ctx.clone(),
             store.clone(),
             dhcp_counters.clone(),
             config_file.subscribe(),
-            Some(bound_tx),
         ));
     }
     if config.dns.enabled {
@@ -153,12 +151,6 @@ async fn serve(args: Args, loaded: config::Loaded) {
             store.clone(),
             config_file.subscribe(),
         ));
-    }
-    // The history restore is a CPU-bound parse that would compete with DHCP's start on a
-    // slow machine: it waits until the DHCP socket is bound (a short while at most, in case
-    // the LAN interface is not there).
-    if config.dhcp.enabled {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bound_rx).await;
     }
 
     let shared = web::Shared {

@@ -78,7 +78,6 @@ pub async fn run(
     store: lease_store::SharedStore,
     counters: Arc<Counters>,
     live: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
-    bound: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
-    server::serve(ctx, store, counters, live, bound).await
+    server::serve(ctx, store, counters, live).await
 }

@@ -49,13 +49,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `bound` hears once the socket is first bound: the LAN can get addresses.
 pub async fn serve(
     ctx: Context,
     store: SharedStore,
     counters: Arc<Counters>,
     live: watch::Receiver<Arc<Config>>,
-    bound: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
     let mut settings = Settings::from_config(&ctx.config);
     let iface = ctx.config.lan.interface.clone();
@@ -91,7 +89,7 @@ pub async fn serve(
             .name("dhcp-probe".into())
             .spawn(move || e.probe_loop())?;
     }
-    tokio::task::spawn_blocking(move || engine.receive_loop(&iface, bound))
+    tokio::task::spawn_blocking(move || engine.receive_loop(&iface))
         .await
         .map_err(|e| anyhow::anyhow!("dhcp receiver: {e}"))?
 }
@@ -158,11 +156,7 @@ impl Engine {
         lock(&self.sock).clone()
     }
 
-    fn receive_loop(
-        &self,
-        iface: &str,
-        mut bound: Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> anyhow::Result<()> {
+    fn receive_loop(&self, iface: &str) -> anyhow::Result<()> {
         let mut malformed_log = RateLimit::new(Duration::from_secs(10));
         let mut buf = vec![0u8; 4096];
         loop {
@@ -173,9 +167,6 @@ impl Engine {
                 p.bind(iface);
             }
             eprintln!("dhcp: listening on {iface} port 67");
-            if let Some(tx) = bound.take() {
-                let _ = tx.send(());
-            }
             let mut checked = Instant::now();
             loop {
                 match sock.recv_from(&mut buf) {
