@@ -14,8 +14,10 @@ pub const READY_FILE: &str = "/run/gatehouse/modules-loaded";
 /// Creates `READY_FILE` (after the list was loaded, whatever failed: a missing module
 /// is reported by the list's log line, and waiting longer would not bring it).
 pub fn announce_ready() {
-    let made = std::fs::create_dir_all("/run/gatehouse")
-        .and_then(|()| std::fs::write(READY_FILE, format!("{:.3}\n", log::since_boot())));
+    let made = std::fs::create_dir_all("/run/gatehouse").and_then(|()| {
+        let when = format!("{:.3}\n", log::since_boot());
+        crate::atomic_file::write(std::path::Path::new(READY_FILE), when.as_bytes())
+    });
     if let Err(e) = made {
         log!("modules: cannot create {READY_FILE}: {e}");
     }
