@@ -222,10 +222,7 @@ pub fn grow(dev: &str) {
     if let Some(mib) = crate::grow::grow_partition(name) {
         log!("data: partition {dev} grown to {mib} MiB (end of the medium)");
     }
-    let partition = std::fs::read_to_string(format!("/sys/class/block/{name}/size"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(|sectors| sectors * 512);
+    let partition = crate::grow::layout(name).map(|l| l.size * 512);
     let filesystem = read_superblock(dev)
         .as_deref()
         .and_then(ext4_super::Superblock::new_checked)

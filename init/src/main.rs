@@ -328,7 +328,10 @@ fn boot_and_run(
         }
         // The data partition grows once the LAN is served (or half a minute on, if
         // gatewayd never gets ready), beside the services at the lowest priority.
-        if to_grow.is_some() && (gatewayd_ready(&sup.services) || log::since_boot() > 30.0) {
+        let served = sup
+            .get(MAIN_SERVICE)
+            .is_some_and(|s| s.first_ready.is_some());
+        if to_grow.is_some() && (served || log::since_boot() > 30.0) {
             grow_data(to_grow.take());
         }
         if let Some(t) = loading.finished() {
@@ -407,12 +410,6 @@ fn boot_and_run(
         sup.tick(now, &mut host);
         write_services(&sup.services, now, &mut services_text);
     }
-}
-
-fn gatewayd_ready(services: &[Service]) -> bool {
-    services
-        .iter()
-        .any(|s| s.spec.name == MAIN_SERVICE && s.first_ready.is_some())
 }
 
 /// `data::grow` on a thread of its own at the lowest CPU priority.
