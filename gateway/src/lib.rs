@@ -9,6 +9,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod nat;
 pub mod oui;
+pub mod readiness;
 pub mod traffic;
 pub mod update;
 pub mod wan;

@@ -1,6 +1,7 @@
 //! gatewayd: the LAN-facing services and the NAT datapath of a Gatehouse router.
 
 use gateway::context::Context;
+use gateway::readiness::{Part, Readiness};
 use gateway::{config, dhcp, dns, nat, traffic, update, wan, web};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -73,15 +74,24 @@ fn main() {
             eprintln!("gatewayd: cannot create {}: {e}", dir.display());
         }
     }
+    // Before any thread: this takes init's descriptor over.
+    let lan_parts: Vec<Part> = [
+        (loaded.config.dhcp.enabled, Part::Dhcp),
+        (loaded.config.dns.enabled, Part::Dns),
+    ]
+    .into_iter()
+    .filter_map(|(on, p)| on.then_some(p))
+    .collect();
+    let ready = Readiness::from_env(&lan_parts);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(serve(args, loaded));
+    rt.block_on(serve(args, loaded, ready));
 }
 
-async fn serve(args: Args, loaded: config::Loaded) {
+async fn serve(args: Args, loaded: config::Loaded, ready: Arc<Readiness>) {
     let config = Arc::new(loaded.config);
     let (wan_tx, wan_rx) = tokio::sync::watch::channel(wan::WanStatus {
         interface: config.wan.interface.clone(),
@@ -142,6 +152,7 @@ async fn serve(args: Args, loaded: config::Loaded) {
             store.clone(),
             dhcp_counters.clone(),
             config_file.subscribe(),
+            ready.clone(),
         ));
     }
     if config.dns.enabled {
@@ -150,6 +161,7 @@ async fn serve(args: Args, loaded: config::Loaded) {
             dns_counters.clone(),
             store.clone(),
             config_file.subscribe(),
+            ready.clone(),
         ));
     }
 

@@ -98,6 +98,12 @@ impl Uevents {
         }
     }
 
+    /// The socket, for the main loop to wait on: a device's arrival wakes it.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
     /// The events waiting on the socket.
     pub fn drain(&self) -> Vec<Uevent> {
         let mut out = Vec::new();

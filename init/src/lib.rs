@@ -27,5 +27,6 @@ pub mod shutdown;
 pub mod supervise;
 pub mod sysctl;
 pub mod update_record;
+pub mod wake;
 pub mod watchdog;
 pub mod wlan;

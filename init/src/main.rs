@@ -15,7 +15,7 @@ use init::update_record::{self, BootKind, Last, Store};
 use init::watchdog::{self, Watchdog};
 use init::{
     bootslot, clock, data, hotplug, lan_probe, log, modules, mounts, net, prefetch, priority, rauc,
-    settings, shutdown, sysctl, wlan,
+    settings, shutdown, sysctl, wake, wlan,
 };
 
 use nix::sys::reboot::RebootMode;
@@ -32,6 +32,7 @@ const FALLBACK_SERVICES: &str = r#"
 name = "gatewayd"
 command = ["/usr/sbin/gatewayd"]
 failsafe_command = ["/usr/sbin/gatewayd", "--no-config"]
+ready = "notify"
 [[service]]
 name = "console"
 command = ["/usr/sbin/gatehouse-console"]
@@ -201,7 +202,7 @@ fn rescue(
         if let Some(w) = wd.as_mut() {
             w.pet();
         }
-        match wait_signal(sigs, Duration::from_millis(500)) {
+        match wake::wait_signal(sigs, Duration::from_millis(500)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT)
             }
@@ -310,6 +311,7 @@ fn boot_and_run(
     step(&mut steps, "services");
     write_timeline(&steps);
     let mut wd = watchdog::timeout_from_cmdline(cmdline).and_then(Watchdog::open);
+    let waker = wake::Waker::new(sigs);
     // Fault-injection knobs for the QEMU tests of the fatal-error path:
     // "panic" once a boot is healthy, "panic-on-trial" as soon as the services
     // of a trial boot are started (it stays inert on every other boot, so the
@@ -373,7 +375,12 @@ fn boot_and_run(
         let pace = sup
             .next_due()
             .map_or(pace, |t| pace.min(t.saturating_duration_since(now)));
-        match wait_signal(sigs, pace) {
+        let signal = {
+            let mut fds = host.notify_fds();
+            fds.extend(uevents.as_ref().map(|u| u.fd()));
+            waker.wait(&fds, pace)
+        };
+        match signal {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT)
             }
@@ -682,15 +689,4 @@ fn write_services(services: &[Service], now: Instant, last: &mut String) {
     if std::fs::write(tmp, text).is_ok() {
         let _ = std::fs::rename(tmp, "/run/gatehouse/services");
     }
-}
-
-/// Waits up to `timeout` for one of the blocked signals in `set`.
-fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: sigtimedwait reads a valid sigset and timespec; info may be null.
-    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-    Signal::try_from(n).ok()
 }

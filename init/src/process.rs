@@ -6,9 +6,9 @@ use crate::services::{Ready, Spec};
 use crate::supervise::Host;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub struct Procs {
     pub failsafe: bool,
     /// Read ends of the notify pipes of services not yet ready.
     notify: HashMap<String, OwnedFd>,
+    /// Services whose readiness line has been read and not yet reported.
+    notified: HashSet<String>,
     /// Pids of the terminal services (the console menus) ever started,
     /// shared with main: after a fatal error, init's rescue loop replaces them.
     pub terminals: Terminals,
@@ -52,8 +54,35 @@ impl Procs {
             console,
             failsafe,
             notify: HashMap::new(),
+            notified: HashSet::new(),
             terminals,
         }
+    }
+
+    /// The notify pipes still waiting for a line, for the main loop to wait on:
+    /// a line wakes it at once. Pipes closed without a line (the service died
+    /// or gave its descriptor up) are dropped first, or they would wake it
+    /// again and again.
+    pub fn notify_fds(&mut self) -> Vec<BorrowedFd<'_>> {
+        self.read_notify();
+        self.notify.values().map(|fd| fd.as_fd()).collect()
+    }
+
+    /// Reads the notify pipes: a line marks its service ready, an end without
+    /// one closes the pipe (that run of the service is never ready).
+    fn read_notify(&mut self) {
+        let mut buf = [0u8; 64];
+        let notified = &mut self.notified;
+        self.notify
+            .retain(|name, fd| match nix::unistd::read(&*fd, &mut buf) {
+                Ok(0) => false,
+                Ok(_) => {
+                    notified.insert(name.clone());
+                    false
+                }
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => true,
+                Err(_) => false,
+            });
     }
 }
 
@@ -87,6 +116,7 @@ impl Host for Procs {
                 nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
             )?;
             self.notify.insert(spec.name.clone(), r);
+            self.notified.remove(&spec.name);
             cmd.env("NOTIFY_FD", NOTIFY_FD.to_string());
             Some(w)
         } else {
@@ -157,15 +187,8 @@ impl Host for Procs {
         match &spec.ready {
             Ready::Started => true,
             Ready::Notify => {
-                let Some(fd) = self.notify.get(&spec.name) else {
-                    return false;
-                };
-                let mut buf = [0u8; 64];
-                let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
-                if n > 0 {
-                    self.notify.remove(&spec.name);
-                }
-                n > 0
+                self.read_notify();
+                self.notified.remove(&spec.name)
             }
             Ready::Tcp(addr) => {
                 std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()

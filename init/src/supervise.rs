@@ -15,7 +15,7 @@
 //! All process and clock effects go through [`Host`], so the logic is tested
 //! with fake processes; `process.rs` is the real host.
 
-use crate::services::Spec;
+use crate::services::{Ready, Spec};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
@@ -292,10 +292,12 @@ impl Supervisor {
     /// Whether a service that started less than `window` ago is not ready yet.
     /// The main loop then looks more often, so that readiness, and the services
     /// waiting on it, are not held back by its usual pace. A service that never
-    /// becomes ready stops counting after the window.
+    /// becomes ready stops counting after the window. `notify` services do not
+    /// count: their line wakes the loop by itself.
     pub fn awaiting_ready(&self, now: Instant, window: Duration) -> bool {
         self.services.iter().any(|s| {
-            matches!(s.state, State::Running { ready: false, since, .. } if now - since < window)
+            s.spec.ready != Ready::Notify
+                && matches!(s.state, State::Running { ready: false, since, .. } if now - since < window)
         })
     }
 
@@ -525,6 +527,11 @@ mod tests {
         let w = Duration::from_secs(30);
         assert!(!s.awaiting_ready(t, w), "nothing started yet");
         s.tick(t, &mut h);
+        assert!(
+            !s.awaiting_ready(t + Duration::from_secs(1), w),
+            "a notify service's line wakes the loop by itself"
+        );
+        s.services[0].spec.ready = Ready::Path("/run/bus".into());
         assert!(s.awaiting_ready(t + Duration::from_secs(1), w));
         assert!(
             !s.awaiting_ready(t + Duration::from_secs(31), w),

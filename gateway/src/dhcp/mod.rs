@@ -78,6 +78,7 @@ pub async fn run(
     store: lease_store::SharedStore,
     counters: Arc<Counters>,
     live: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    ready: Arc<crate::readiness::Readiness>,
 ) -> anyhow::Result<()> {
-    server::serve(ctx, store, counters, live).await
+    server::serve(ctx, store, counters, live, ready).await
 }

@@ -20,6 +20,7 @@ use super::server_logic::{self, Kind, Outcome, Settings};
 use super::Counters;
 use crate::config::Config;
 use crate::context::Context;
+use crate::readiness::{Part, Readiness};
 use dhcproto::v4;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::{HashMap, VecDeque};
@@ -54,6 +55,7 @@ pub async fn serve(
     store: SharedStore,
     counters: Arc<Counters>,
     live: watch::Receiver<Arc<Config>>,
+    ready: Arc<Readiness>,
 ) -> anyhow::Result<()> {
     let mut settings = Settings::from_config(&ctx.config);
     let iface = ctx.config.lan.interface.clone();
@@ -89,7 +91,7 @@ pub async fn serve(
             .name("dhcp-probe".into())
             .spawn(move || e.probe_loop())?;
     }
-    tokio::task::spawn_blocking(move || engine.receive_loop(&iface))
+    tokio::task::spawn_blocking(move || engine.receive_loop(&iface, &ready))
         .await
         .map_err(|e| anyhow::anyhow!("dhcp receiver: {e}"))?
 }
@@ -156,7 +158,7 @@ impl Engine {
         lock(&self.sock).clone()
     }
 
-    fn receive_loop(&self, iface: &str) -> anyhow::Result<()> {
+    fn receive_loop(&self, iface: &str, ready: &Readiness) -> anyhow::Result<()> {
         let mut malformed_log = RateLimit::new(Duration::from_secs(10));
         let mut buf = vec![0u8; 4096];
         loop {
@@ -167,6 +169,7 @@ impl Engine {
                 p.bind(iface);
             }
             eprintln!("dhcp: listening on {iface} port 67");
+            ready.up(Part::Dhcp);
             let mut checked = Instant::now();
             loop {
                 match sock.recv_from(&mut buf) {

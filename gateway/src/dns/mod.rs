@@ -106,6 +106,7 @@ pub async fn run(
     counters: Arc<Counters>,
     leases: SharedStore,
     published: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    ready: Arc<crate::readiness::Readiness>,
 ) -> anyhow::Result<()> {
     let addr = SocketAddr::from((ctx.config.lan.address, 53));
     let workers = match ctx.config.dns.udp_workers {
@@ -115,6 +116,7 @@ pub async fn run(
     let resolver = Arc::new(resolver::Resolver::new(ctx, counters, Some(leases)));
     tokio::spawn(resolver.clone().follow(published));
     let (udp, tcp) = server::bind(addr, workers).await;
+    ready.up(crate::readiness::Part::Dns);
     let mut stopped = server::spawn_udp_workers(udp, resolver.clone());
     tokio::select! {
         _ = server::serve_tcp(tcp, resolver) => {}
