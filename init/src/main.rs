@@ -348,11 +348,15 @@ fn boot_and_run(
         }
         let mut changed = false;
         // Services that become ready during boot are milestones of it.
+        // Each at the moment the supervisor saw it, not at this round's (later) look.
         for svc in sup.services.iter().filter(|_| !gate.done) {
             let name = format!("{}-ready", svc.spec.name);
-            if svc.first_ready.is_some() && !steps.iter().any(|s| s.0 == name) {
-                step(&mut steps, &name);
-                changed = true;
+            if let Some(at) = svc.first_ready {
+                if !steps.iter().any(|s| s.0 == name) {
+                    let ago = Instant::now().saturating_duration_since(at).as_secs_f64();
+                    steps.push(Step(name, log::since_boot() - ago));
+                    changed = true;
+                }
             }
         }
         if gate.done && !steps.iter().any(|s| s.0 == "healthy") {
