@@ -384,6 +384,7 @@ fn boot_and_run(
             fds.extend(uevents.as_ref().map(|u| u.fd()));
             waker.wait(&fds, pace)
         };
+        host.read_notify();
         match signal {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 shutdown::run(&mut sup, &mut host, &mut wd, RebootMode::RB_AUTOBOOT)

@@ -60,17 +60,17 @@ impl Procs {
     }
 
     /// The notify pipes still waiting for a line, for the main loop to wait on:
-    /// a line wakes it at once. Pipes closed without a line (the service died
-    /// or gave its descriptor up) are dropped first, or they would wake it
-    /// again and again.
-    pub fn notify_fds(&mut self) -> Vec<BorrowedFd<'_>> {
-        self.read_notify();
+    /// a line wakes it at once. Nothing is read here: a line read before the
+    /// wait would leave the wait with nothing to wake it.
+    pub fn notify_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.notify.values().map(|fd| fd.as_fd()).collect()
     }
 
-    /// Reads the notify pipes: a line marks its service ready, an end without
-    /// one closes the pipe (that run of the service is never ready).
-    fn read_notify(&mut self) {
+    /// Reads the notify pipes, after each wait: a line marks its service ready
+    /// (the next `is_ready` reports it), an end without one closes the pipe (that
+    /// run of the service is never ready). Without this, a pipe closed by a
+    /// service that died would wake every wait at once.
+    pub fn read_notify(&mut self) {
         let mut buf = [0u8; 64];
         let notified = &mut self.notified;
         self.notify
@@ -288,6 +288,67 @@ mod tests {
             "a wait lost its child to the reaper"
         );
         assert_eq!(reaped, 0);
+    }
+
+    #[test]
+    fn a_line_that_came_before_the_wait_ends_it_and_a_silent_close_drops_the_pipe() {
+        let specs = crate::services::parse(
+            r#"
+            [[service]]
+            name = "says"
+            command = ["/bin/sh", "-c", "sleep 1; echo READY=1 >&3; sleep 10"]
+            ready = "notify"
+            [[service]]
+            name = "silent"
+            command = ["/bin/sh", "-c", "exec 3>&-; sleep 10"]
+            ready = "notify"
+            "#,
+            "test",
+        )
+        .unwrap();
+        let mut host = Procs::new(
+            Arc::new(Rings::new(4096)),
+            "/dev/null".into(),
+            false,
+            Terminals::default(),
+        );
+        let pids: Vec<Pid> = specs.iter().map(|s| host.spawn(s).unwrap()).collect();
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGUSR1);
+        set.thread_block().unwrap();
+        let waker = crate::wake::Waker::new(&set);
+
+        // The silent service closed its descriptor: its pipe is no longer waited on.
+        let t = std::time::Instant::now();
+        while host.notify_fds().len() != 1 && t.elapsed() < Duration::from_millis(900) {
+            std::thread::sleep(Duration::from_millis(10));
+            host.read_notify();
+        }
+        assert_eq!(
+            host.notify_fds().len(),
+            1,
+            "the closed pipe is still waited on"
+        );
+        assert!(!host.is_ready(&specs[1], pids[1]));
+
+        // The line arrives while nothing waits; the next wait must still end at once.
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = std::time::Instant::now();
+        let fds = host.notify_fds();
+        assert_eq!(waker.wait(&fds, Duration::from_secs(10)), None);
+        drop(fds);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the line did not end the wait"
+        );
+        host.read_notify();
+        assert!(host.is_ready(&specs[0], pids[0]));
+        assert!(host.notify_fds().is_empty());
+
+        for pid in pids {
+            let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
     }
 
     #[test]
